@@ -1,0 +1,22 @@
+"""`heliocloud sandbox`: run the configured instance on loopback until Ctrl-C."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from heliocloud.commands import add_config_option
+from heliocloud.config import load_or_exit
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sandbox", help="run the instance locally (moto as AWS) until Ctrl-C")
+    add_config_option(p)
+    p.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="logs and endpoints.json (default .sandbox)")
+    p.add_argument("--port", type=int, default=0, help="port of the sandbox's AWS endpoint (default: a free one)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from heliocloud.sandbox.run import run as run_sandbox
+
+    run_sandbox(load_or_exit(args.config), args.state_dir, port=args.port)
+    return 0

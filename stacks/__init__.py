@@ -1,0 +1,1 @@
+"""The CloudFormation stacks of a HelioCloud instance, one module per part."""

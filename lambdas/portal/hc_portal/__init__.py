@@ -1,0 +1,1 @@
+"""Portal Lambdas: the JSON API, spend ledger, budgets (pure functions + thin boto3 handlers)."""

@@ -1,0 +1,1 @@
+"""Registry Lambdas: CloudCatalog index maintenance (pure functions + thin boto3 handlers)."""

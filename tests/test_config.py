@@ -154,3 +154,8 @@ def test_config_context_wins_over_environment(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "o" / "other-site-Network.template.json").exists()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "instances").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_instance_file_is_valid(path):
+    assert load(path).name

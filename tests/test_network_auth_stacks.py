@@ -77,3 +77,25 @@ def test_every_resource_is_tagged_with_the_instance(default_templates):
     t = Template.from_json(default_templates["helio-Auth"])
     t.has_resource_properties("AWS::Cognito::UserPool", {"UserPoolTags": Match.object_like(
         {"heliocloud:instance": "helio"})})
+
+
+def test_the_pinned_cdk_cli_synthesizes_offline(tmp_path):
+    """`npx cdk synth` with the CLI pinned in package.json reads this aws-cdk-lib's assembly, with
+    no credentials and another instance file chosen by `-c config=`."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_EC2_METADATA_DISABLED": "true", "CDK_DISABLE_VERSION_CHECK": "1",
+                "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"})
+    result = subprocess.run(
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "--no-notices", "-o", str(tmp_path),
+         "-c", "config=instances/registry-only.yaml"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    stacks = sorted(p.name for p in tmp_path.glob("*.template.json"))
+    assert "helio-data-Network.template.json" in stacks and "helio-data-Auth.template.json" in stacks
+    assert not any("Daskhub" in s or "Portal" in s for s in stacks)

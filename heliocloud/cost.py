@@ -1,0 +1,784 @@
+"""What an instance costs with nobody using it, read from its synthesized CloudFormation.
+
+Every resource of every template is classified: priced (a line with its quantity, the price
+assumption and $/month), billed only by usage (a $0 line that says what usage costs), free, or
+unknown (reported, so that a new chargeable resource type cannot slip by unnoticed). Prices come
+from ``heliocloud/data/prices.yaml``; nothing here calls AWS.
+
+The marginal cost of one busy user-hour is computed from the node each notebook profile runs on
+(``user_hour_costs``), so it works on any list of (profile, instance type) pairs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import yaml
+
+PRICES_FILE = Path(__file__).parent / "data" / "prices.yaml"
+
+
+class PriceError(Exception):
+    """The price file cannot answer (e.g. a region it has no prices for)."""
+
+
+# --------------------------------------------------------------------------------------- prices
+@dataclass(frozen=True)
+class Prices:
+    region: str
+    as_of: str
+    hours_per_month: float
+    data: dict
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def month(self, hourly: float) -> float:
+        return hourly * self.hours_per_month
+
+    def instance(self, instance_type: str) -> dict | None:
+        return self["ec2"]["instances"].get(instance_type)
+
+    def instance_hour(self, instance_type: str, *, spot: bool = False) -> float | None:
+        spec = self.instance(instance_type)
+        if spec is None:
+            return None
+        return spec["hour"] * (self["ec2"]["spot_fraction"] if spot else 1.0)
+
+    def ebs_gb_month(self, volume_type: str) -> float:
+        table = self["ebs_gb_month"]
+        return table.get(volume_type, table["gp3"])
+
+    @property
+    def ipv4_month(self) -> float:
+        return self.month(self["network"]["public_ipv4_hour"])
+
+
+def load_prices(region: str | None = None, path: Path = PRICES_FILE) -> Prices:
+    """Prices for ``region`` (default us-east-1); PriceError names the regions the file has."""
+    doc = yaml.safe_load(path.read_text())
+    region = region or "us-east-1"
+    regions = doc["regions"]
+    if region not in regions:
+        raise PriceError(
+            f"no prices for region {region!r} in {path.name} (it has: {', '.join(sorted(regions))}); "
+            "prices differ by region: add a section for it, or pass --region us-east-1 for an approximation"
+        )
+    data = regions[region]
+    return Prices(region=region, as_of=str(data["as_of"]), hours_per_month=float(doc["hours_per_month"]), data=data)
+
+
+# ------------------------------------------------------------------------------------ templates
+@dataclass(frozen=True)
+class Resource:
+    stack: str
+    logical_id: str
+    type: str
+    props: dict
+
+    @property
+    def name(self) -> str:
+        return f"{self.stack}/{self.logical_id}"
+
+
+class TemplateIndex:
+    """All templates of an app, with the cross-references CDK writes (Ref, GetAtt, and
+    Fn::ImportValue of another stack's export) resolved back to resources."""
+
+    def __init__(self, templates: dict[str, dict]):
+        self.templates = templates
+        self.exports: dict[str, tuple[str, Any]] = {}
+        for stack, template in templates.items():
+            for output in (template.get("Outputs") or {}).values():
+                name = (output.get("Export") or {}).get("Name")
+                if isinstance(name, str):
+                    self.exports[name] = (stack, output.get("Value"))
+
+    def resources(self) -> Iterator[Resource]:
+        for stack, template in self.templates.items():
+            for logical_id, body in (template.get("Resources") or {}).items():
+                yield Resource(stack, logical_id, body.get("Type", "?"), body.get("Properties") or {})
+
+    def resolve(self, stack: str, value: Any) -> Resource | None:
+        """The resource a property value points at, or None (a literal, a parameter, ...)."""
+        if not isinstance(value, dict) or len(value) != 1:
+            return None
+        (fn, arg), = value.items()
+        if fn == "Ref" and isinstance(arg, str):
+            target = arg
+        elif fn == "Fn::GetAtt":
+            target = arg[0] if isinstance(arg, list) else str(arg).split(".")[0]
+        elif fn == "Fn::ImportValue" and isinstance(arg, str) and arg in self.exports:
+            return self.resolve(*self.exports[arg])
+        else:
+            return None
+        body = (self.templates[stack].get("Resources") or {}).get(target)
+        return Resource(stack, target, body["Type"], body.get("Properties") or {}) if body else None
+
+    def is_public_subnet(self, stack: str, subnet: Any) -> bool | None:
+        """True/False when the subnet is in the templates, None when it is not (imported)."""
+        resource = self.resolve(stack, subnet)
+        if resource is None or resource.type != "AWS::EC2::Subnet":
+            return None
+        return resource.props.get("MapPublicIpOnLaunch") is True
+
+    def public_subnet_count(self) -> int:
+        return sum(1 for r in self.resources() if r.type == "AWS::EC2::Subnet" and r.props.get("MapPublicIpOnLaunch") is True)
+
+
+def with_nested_stacks(templates: dict[str, dict], cdk_out: Path | None) -> dict[str, dict]:
+    """Add the templates of nested stacks (``AWS::CloudFormation::Stack`` whose template CDK wrote
+    into the cloud assembly) as ``<parent>/<logical id>``, so their resources are priced too."""
+    if cdk_out is None:
+        return dict(templates)
+    out = dict(templates)
+    for stack, template in templates.items():
+        for logical_id, body in (template.get("Resources") or {}).items():
+            asset = (body.get("Metadata") or {}).get("aws:asset:path")
+            if body.get("Type") == "AWS::CloudFormation::Stack" and asset and (cdk_out / asset).is_file():
+                out[f"{stack}/{logical_id}"] = json.loads((cdk_out / asset).read_text())
+    return out
+
+
+# ---------------------------------------------------------------------------------------- lines
+@dataclass(frozen=True)
+class Item:
+    category: str
+    resource: str
+    what: str
+    quantity: float
+    assumption: str
+    monthly: float
+
+
+@dataclass
+class Estimate:
+    region: str
+    as_of: str
+    on: dt.date
+    items: list[Item] = field(default_factory=list)
+    free: Counter = field(default_factory=Counter)  # resource type -> count (no idle charge)
+    unknown: Counter = field(default_factory=Counter)  # resource type -> count (not classified)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return round(sum(item.monthly for item in self.items), 2)
+
+    def by_category(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for item in self.items:
+            out[item.category] = round(out.get(item.category, 0.0) + item.monthly, 2)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "region": self.region, "prices_as_of": self.as_of, "on": self.on.isoformat(),
+            "total_monthly_usd": self.total, "by_category": self.by_category(),
+            "items": [item.__dict__ for item in self.items],
+            "free": dict(self.free), "unknown": dict(self.unknown), "warnings": self.warnings,
+        }
+
+
+class _Context:
+    """What a pricer may use: the prices, the index, the date, and a place for warnings."""
+
+    def __init__(self, index: TemplateIndex, prices: Prices, on: dt.date, warnings: list[str]):
+        self.index, self.prices, self.on, self.warnings = index, prices, on, warnings
+
+    def money(self, amount: float) -> str:
+        return f"${amount:,.4g}"
+
+
+Pricer = Callable[[Resource, _Context], Iterable[Item]]
+PRICERS: dict[str, Pricer] = {}
+
+
+def prices(*types: str) -> Callable[[Pricer], Pricer]:
+    def register(fn: Pricer) -> Pricer:
+        for t in types:
+            PRICERS[t] = fn
+        return fn
+    return register
+
+
+# Resource types that cost nothing while nobody uses the instance (pay per request, or free).
+FREE_PREFIXES = (
+    "AWS::IAM::", "AWS::Lambda::", "AWS::SQS::", "AWS::SNS::", "AWS::Events::", "AWS::Scheduler::",
+    "AWS::StepFunctions::", "AWS::ApiGateway::", "AWS::ApiGatewayV2::", "AWS::CDK::", "Custom::",
+    "AWS::CloudFormation::", "AWS::Cognito::", "AWS::CloudFront::", "AWS::S3::", "AWS::Logs::",
+    "AWS::DynamoDB::", "AWS::EFS::", "AWS::KMS::", "AWS::SecretsManager::", "AWS::SSM::",
+    "AWS::CertificateManager::", "AWS::Budgets::", "AWS::Route53::", "AWS::ECR::",
+)
+FREE_TYPES = {
+    "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::RouteTable", "AWS::EC2::Route",
+    "AWS::EC2::SubnetRouteTableAssociation", "AWS::EC2::InternetGateway", "AWS::EC2::VPCGatewayAttachment",
+    "AWS::EC2::EgressOnlyInternetGateway", "AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupIngress",
+    "AWS::EC2::SecurityGroupEgress", "AWS::EC2::LaunchTemplate", "AWS::EC2::KeyPair", "AWS::EC2::NetworkAcl",
+    "AWS::EC2::NetworkAclEntry", "AWS::EC2::SubnetNetworkAclAssociation", "AWS::EC2::VPCCidrBlock",
+    "AWS::EC2::PrefixList", "AWS::EC2::PlacementGroup", "AWS::EC2::DHCPOptions",
+    "AWS::EC2::VPCDHCPOptionsAssociation", "AWS::EC2::NetworkInterface", "AWS::EC2::EIPAssociation",
+    "AWS::EKS::AccessEntry", "AWS::EKS::Addon", "AWS::EKS::PodIdentityAssociation",
+    "AWS::EKS::FargateProfile", "AWS::EKS::IdentityProviderConfig",
+    "AWS::AutoScaling::LaunchConfiguration", "AWS::AutoScaling::LifecycleHook",
+    "AWS::AutoScaling::ScalingPolicy", "AWS::AutoScaling::ScheduledAction",
+    "AWS::ElasticLoadBalancingV2::Listener", "AWS::ElasticLoadBalancingV2::ListenerRule",
+    "AWS::ElasticLoadBalancingV2::TargetGroup", "AWS::ElasticLoadBalancingV2::ListenerCertificate",
+}
+
+
+def _is_free(resource_type: str) -> bool:
+    return resource_type in FREE_TYPES or resource_type.startswith(FREE_PREFIXES)
+
+
+def estimate_idle(templates: dict[str, dict], prices_: Prices, *, on: dt.date | None = None) -> Estimate:
+    """Price every always-on resource of ``templates`` ({stack: template}) for one month."""
+    on = on or dt.date.today()
+    estimate = Estimate(region=prices_.region, as_of=prices_.as_of, on=on)
+    index = TemplateIndex(templates)
+    ctx = _Context(index, prices_, on, estimate.warnings)
+    for resource in index.resources():
+        pricer = PRICERS.get(resource.type) or (_helm_chart if _is_helm_chart(resource.type) else None)
+        lines = list(pricer(resource, ctx)) if pricer is not None else []
+        if lines:
+            estimate.items.extend(lines)
+        elif pricer is not None or _is_free(resource.type):
+            estimate.free[resource.type] += 1
+        else:
+            estimate.unknown[resource.type] += 1
+    for resource_type, count in sorted(estimate.unknown.items()):
+        estimate.warnings.append(
+            f"{count} × {resource_type}: not classified; assumed free when idle (add it to heliocloud/cost.py)"
+        )
+    return estimate
+
+
+def _int(value: Any, default: int) -> int:
+    """CloudFormation numbers may be strings ("2"); tokens fall back to ``default``."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _count(value: Any, default: int) -> int:
+    return len(value) if isinstance(value, list) else default
+
+
+# ------------------------------------------------------------------------------ control planes
+@prices("AWS::EKS::Cluster", "Custom::AWSCDK-EKS-Cluster")
+def _eks_cluster(r: Resource, ctx: _Context) -> Iterable[Item]:
+    eks = ctx.prices["eks"]
+    config = r.props.get("Config") or {}  # the aws_eks (v1) custom resource keeps the spec here
+    version = str(r.props.get("Version") or config.get("version") or "")
+    support = (r.props.get("UpgradePolicy") or config.get("upgradePolicy") or {})
+    support_type = support.get("SupportType") or support.get("supportType") or "EXTENDED"
+    end = eks["standard_support_end"].get(version)
+    if version and end is None:
+        ctx.warnings.append(f"{r.name}: support window of Kubernetes {version} unknown; priced as standard support")
+    extended = end is not None and ctx.on > dt.date.fromisoformat(end) and support_type != "STANDARD"
+    hourly = eks["cluster_hour_extended"] if extended else eks["cluster_hour_standard"]
+    label = f"Kubernetes {version or '(EKS default)'}"
+    if extended:
+        assumption = f"${hourly}/h: {label} left standard support on {end} (extended support); upgrade to pay ${eks['cluster_hour_standard']}/h"
+    elif end:
+        assumption = f"${hourly}/h, {label} in standard support until {end}"
+    else:
+        assumption = f"${hourly}/h, {label}"
+    yield Item("control plane", r.name, "EKS cluster", 1, assumption, ctx.prices.month(hourly))
+
+
+# ---------------------------------------------------------------------------------------- nodes
+@dataclass(frozen=True)
+class NodePool:
+    """A group of nodes as the templates describe it."""
+
+    name: str
+    instance_type: str
+    spot: bool
+    min_size: int
+    max_size: int
+    disk_gib: int
+    disk_type: str
+    public_ip: bool | None
+
+
+def _launch_template(r: Resource, ctx: _Context, spec: dict | None) -> dict:
+    if not spec:
+        return {}
+    target = ctx.index.resolve(r.stack, spec.get("LaunchTemplateId") or spec.get("Id") or {})
+    if target is None:
+        name = spec.get("LaunchTemplateName") or spec.get("Name")
+        target = ctx.index.resolve(r.stack, name) if isinstance(name, dict) else None
+    if target is None or target.type != "AWS::EC2::LaunchTemplate":
+        return {}
+    return target.props.get("LaunchTemplateData") or {}
+
+
+def _root_volume(block_devices: Any, default_gib: int, default_type: str) -> tuple[int, str]:
+    for mapping in block_devices or []:
+        ebs = mapping.get("Ebs") or {}
+        if ebs:
+            return _int(ebs.get("VolumeSize"), default_gib), ebs.get("VolumeType") or default_type
+    return default_gib, default_type
+
+
+def _public(ctx: _Context, r: Resource, subnets: Any, interfaces: Any = None) -> bool | None:
+    for nic in interfaces or []:
+        if "AssociatePublicIpAddress" in nic:
+            return bool(nic["AssociatePublicIpAddress"])
+    if not isinstance(subnets, list) or not subnets:
+        return None
+    answers = [ctx.index.is_public_subnet(r.stack, s) for s in subnets]
+    if any(a is True for a in answers):
+        return True
+    return False if all(a is False for a in answers) else None
+
+
+def node_pool(r: Resource, ctx: _Context) -> NodePool | None:
+    """A node group or Auto Scaling group as a NodePool (None for other types)."""
+    eks = ctx.prices["eks"]
+    if r.type == "AWS::EKS::Nodegroup":
+        lt = _launch_template(r, ctx, r.props.get("LaunchTemplate"))
+        scaling = r.props.get("ScalingConfig") or {}
+        types = r.props.get("InstanceTypes") or ([lt["InstanceType"]] if lt.get("InstanceType") else [eks["default_instance_type"]])
+        if lt.get("BlockDeviceMappings"):
+            disk = _root_volume(lt["BlockDeviceMappings"], eks["default_node_disk_gib"], "gp3")
+        else:
+            disk = (_int(r.props.get("DiskSize"), eks["default_node_disk_gib"]), eks["default_node_disk_type"])
+        return NodePool(
+            name=r.name, instance_type=types[0], spot=r.props.get("CapacityType") == "SPOT",
+            min_size=_int(scaling.get("MinSize"), 1), max_size=_int(scaling.get("MaxSize"), 1),
+            disk_gib=disk[0], disk_type=disk[1],
+            public_ip=_public(ctx, r, r.props.get("Subnets"), lt.get("NetworkInterfaces")),
+        )
+    if r.type == "AWS::AutoScaling::AutoScalingGroup":
+        mixed = r.props.get("MixedInstancesPolicy") or {}
+        lt_spec = r.props.get("LaunchTemplate") or (mixed.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification")
+        lt = _launch_template(r, ctx, lt_spec)
+        overrides = (mixed.get("LaunchTemplate") or {}).get("Overrides") or []
+        config = ctx.index.resolve(r.stack, r.props.get("LaunchConfigurationName") or {})
+        lc = config.props if config is not None and config.type == "AWS::AutoScaling::LaunchConfiguration" else {}
+        instance_type = (overrides[0].get("InstanceType") if overrides else None) or lt.get("InstanceType") or lc.get("InstanceType")
+        distribution = mixed.get("InstancesDistribution") or {}
+        spot = bool(mixed) and _int(distribution.get("OnDemandBaseCapacity"), 0) == 0 and \
+            _int(distribution.get("OnDemandPercentageAboveBaseCapacity"), 100) == 0
+        disk = _root_volume(lt.get("BlockDeviceMappings") or lc.get("BlockDeviceMappings"),
+                            eks["default_node_disk_gib"], eks["default_node_disk_type"])
+        interfaces = lt.get("NetworkInterfaces") or ([{"AssociatePublicIpAddress": lc["AssociatePublicIpAddress"]}]
+                                                     if "AssociatePublicIpAddress" in lc else None)
+        return NodePool(
+            name=r.name, instance_type=instance_type or "", spot=spot,
+            min_size=_int(r.props.get("MinSize"), 0), max_size=_int(r.props.get("MaxSize"), 0),
+            disk_gib=disk[0], disk_type=disk[1],
+            public_ip=_public(ctx, r, r.props.get("VPCZoneIdentifier"), interfaces),
+        )
+    return None
+
+
+def _node_items(pool: NodePool, count: int, what: str, ctx: _Context) -> Iterable[Item]:
+    p = ctx.prices
+    hourly = p.instance_hour(pool.instance_type, spot=pool.spot) if pool.instance_type else None
+    capacity = "spot" if pool.spot else "on-demand"
+    if hourly is None:
+        ctx.warnings.append(f"{pool.name}: no price for instance type {pool.instance_type or '(unknown)'!r}; "
+                            "add it to heliocloud/data/prices.yaml")
+        yield Item("compute", pool.name, what, count, f"{pool.instance_type or '?'}: price unknown", 0.0)
+        return
+    note = f" (× {p['ec2']['spot_fraction']} of on-demand, assumed)" if pool.spot else ""
+    if count == 0:
+        yield Item("compute", pool.name, what, 0,
+                   f"scales to zero (max {pool.max_size}); one {pool.instance_type} {capacity} node = ${hourly:.4f}/h{note}", 0.0)
+        return
+    yield Item("compute", pool.name, what, count, f"{count} × {pool.instance_type} {capacity} at ${hourly:.4f}/h{note}",
+               count * p.month(hourly))
+    gb_month = p.ebs_gb_month(pool.disk_type)
+    yield Item("storage", pool.name, f"{what}: root volumes", count,
+               f"{count} × {pool.disk_gib} GiB {pool.disk_type} at ${gb_month}/GB-month", count * pool.disk_gib * gb_month)
+    if pool.public_ip:
+        yield Item("network", pool.name, f"{what}: public IPv4", count,
+                   f"{count} node address(es) at ${p['network']['public_ipv4_hour']}/h (public subnets)", count * p.ipv4_month)
+
+
+@prices("AWS::EKS::Nodegroup", "AWS::AutoScaling::AutoScalingGroup")
+def _nodes(r: Resource, ctx: _Context) -> Iterable[Item]:
+    pool = node_pool(r, ctx)
+    kind = "node group" if r.type == "AWS::EKS::Nodegroup" else "auto scaling group"
+    name = r.props.get("NodegroupName") or r.props.get("AutoScalingGroupName")
+    what = f"{kind} {name}" if isinstance(name, str) else kind
+    yield from _node_items(pool, pool.min_size, f"{what} at min size", ctx)
+
+
+@prices("AWS::EC2::Instance")
+def _instance(r: Resource, ctx: _Context) -> Iterable[Item]:
+    ec2 = ctx.prices["ec2"]
+    disk = _root_volume(r.props.get("BlockDeviceMappings"), ec2["default_root_gib"], ec2["default_root_type"])
+    subnets = [r.props["SubnetId"]] if "SubnetId" in r.props else None
+    pool = NodePool(name=r.name, instance_type=r.props.get("InstanceType") or "", spot=False, min_size=1, max_size=1,
+                    disk_gib=disk[0], disk_type=disk[1],
+                    public_ip=_public(ctx, r, subnets, r.props.get("NetworkInterfaces")))
+    yield from _node_items(pool, 1, "EC2 instance", ctx)
+
+
+# -------------------------------------------------------------------------------------- network
+@prices("AWS::EC2::NatGateway")
+def _nat(r: Resource, ctx: _Context) -> Iterable[Item]:
+    net = ctx.prices["network"]
+    yield Item("network", r.name, "NAT gateway", 1,
+               f"${net['nat_gateway_hour']}/h (+ ${net['nat_gateway_gb']}/GB processed: usage)",
+               ctx.prices.month(net["nat_gateway_hour"]))
+
+
+@prices("AWS::EC2::EIP")
+def _eip(r: Resource, ctx: _Context) -> Iterable[Item]:
+    yield Item("network", r.name, "Elastic IP (public IPv4)", 1,
+               f"${ctx.prices['network']['public_ipv4_hour']}/h per public IPv4 address", ctx.prices.ipv4_month)
+
+
+def _lb_items(r: Resource, ctx: _Context, *, kind: str, azs: int, internet_facing: bool, assumed: str = "") -> Iterable[Item]:
+    net = ctx.prices["network"]
+    hourly = net[{"application": "alb_hour", "network": "nlb_hour", "gateway": "gwlb_hour", "classic": "classic_lb_hour"}[kind]]
+    label = {"application": "ALB", "network": "NLB", "gateway": "Gateway LB", "classic": "Classic LB"}[kind]
+    lcu = "" if kind == "classic" else f" (+ ${net['lcu_hour']}/LCU-hour: ≈0 idle)"
+    yield Item("network", r.name, f"load balancer ({label}){assumed}", 1, f"${hourly}/h{lcu}", ctx.prices.month(hourly))
+    if internet_facing:
+        yield Item("network", r.name, f"load balancer ({label}): public IPv4", azs,
+                   f"{azs} address(es), one per AZ, at ${net['public_ipv4_hour']}/h", azs * ctx.prices.ipv4_month)
+
+
+@prices("AWS::ElasticLoadBalancingV2::LoadBalancer")
+def _elbv2(r: Resource, ctx: _Context) -> Iterable[Item]:
+    azs = _count(r.props.get("Subnets") or r.props.get("SubnetMappings"), ctx.prices["network"]["default_azs"])
+    kind = r.props.get("Type", "application")
+    yield from _lb_items(r, ctx, kind=kind, azs=azs,
+                         internet_facing=kind != "gateway" and r.props.get("Scheme", "internet-facing") == "internet-facing")
+
+
+@prices("AWS::ElasticLoadBalancing::LoadBalancer")
+def _classic_lb(r: Resource, ctx: _Context) -> Iterable[Item]:
+    azs = _count(r.props.get("Subnets") or r.props.get("AvailabilityZones"), ctx.prices["network"]["default_azs"])
+    yield from _lb_items(r, ctx, kind="classic", azs=azs, internet_facing=r.props.get("Scheme", "internet-facing") != "internal")
+
+
+@prices("AWS::EC2::VPCEndpoint")
+def _endpoint(r: Resource, ctx: _Context) -> Iterable[Item]:
+    net = ctx.prices["network"]
+    kind = r.props.get("VpcEndpointType", "Gateway")
+    service = r.props.get("ServiceName")
+    service = service if isinstance(service, str) else "(service)"
+    if kind == "Gateway":
+        yield Item("network", r.name, "VPC gateway endpoint", 1, "gateway endpoints (S3, DynamoDB) are free", 0.0)
+        return
+    azs = _count(r.props.get("SubnetIds"), net["default_azs"])
+    yield Item("network", r.name, f"VPC {kind.lower()} endpoint", azs,
+               f"{azs} AZ(s) × ${net['interface_endpoint_hour_per_az']}/h (+ ${net['interface_endpoint_gb']}/GB: usage)",
+               azs * ctx.prices.month(net["interface_endpoint_hour_per_az"]))
+
+
+# Services a chart creates that CloudFormation never sees: (chart, values path of a Service,
+# the chart's default Service type). daskhub routes Dask Gateway through JupyterHub's proxy, so
+# only the proxy's `proxy-public` Service gets a load balancer by default.
+CHART_SERVICES = {
+    "daskhub": [("jupyterhub.proxy.service", "LoadBalancer"), ("dask-gateway.traefik.service", "ClusterIP")],
+    "jupyterhub": [("proxy.service", "LoadBalancer")],
+    "dask-gateway": [("traefik.service", "LoadBalancer")],
+}
+
+
+def _is_helm_chart(resource_type: str) -> bool:
+    return resource_type.startswith("Custom::") and "helm" in resource_type.lower().replace("-", "")
+
+
+def _chart_values(values: Any) -> dict | None:
+    """Helm values as CDK writes them: a JSON string, or an Fn::Join around tokens."""
+    if isinstance(values, dict) and "Fn::Join" in values:
+        sep, parts = values["Fn::Join"]
+        values = sep.join(p if isinstance(p, str) else "TOKEN" for p in parts)
+    if values is None:
+        return {}
+    try:
+        parsed = json.loads(values) if isinstance(values, str) else values
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _dig(values: dict, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(values, dict):
+            return None
+        values = values.get(key)
+    return values
+
+
+def _services(values: Any, path: str = "") -> Iterator[tuple[str, dict]]:
+    """Every ``...service`` mapping in a values tree, with its dotted path."""
+    if isinstance(values, dict):
+        for key, sub in values.items():
+            here = f"{path}.{key}" if path else key
+            if key == "service" and isinstance(sub, dict):
+                yield here, sub
+            yield from _services(sub, here)
+
+
+def chart_load_balancers(chart: str, values: dict) -> list[tuple[str, dict]]:
+    """(values path, Service spec) of every Service of type LoadBalancer the chart will create."""
+    found = {path: spec for path, spec in _services(values)}
+    for path, default in CHART_SERVICES.get(chart, []):
+        spec = found.get(path) or {}
+        found[path] = {**spec, "type": spec.get("type", default)}
+    return [(path, spec) for path, spec in sorted(found.items()) if spec.get("type") == "LoadBalancer"]
+
+
+def _helm_chart(r: Resource, ctx: _Context) -> Iterable[Item]:
+    chart = r.props.get("Chart") if isinstance(r.props.get("Chart"), str) else ""
+    values = _chart_values(r.props.get("Values"))
+    if values is None:
+        ctx.warnings.append(f"{r.name}: Helm values of chart {chart!r} not readable; assumed the chart's defaults")
+        values = {}
+    azs = ctx.index.public_subnet_count() or ctx.prices["network"]["default_azs"]
+    for path, spec in chart_load_balancers(chart, values):
+        annotations = spec.get("annotations") or {}
+        lb_type = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-type", "")).lower()
+        kind = "network" if lb_type in ("nlb", "external", "nlb-ip") else "classic"
+        internal = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-internal", "")).lower() == "true" or \
+            annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internal"
+        yield from _lb_items(
+            r, ctx, kind=kind, azs=azs, internet_facing=not internal,
+            assumed=f" for Helm chart {chart} {path} (Kubernetes Service type LoadBalancer, not in the template; "
+                    f"assumed one per public subnet AZ)",
+        )
+
+
+# -------------------------------------------------------------------------------- data and keys
+@prices("AWS::EC2::Volume")
+def _volume(r: Resource, ctx: _Context) -> Iterable[Item]:
+    size, kind = _int(r.props.get("Size"), 0), r.props.get("VolumeType", "gp2")
+    rate = ctx.prices.ebs_gb_month(kind)
+    yield Item("storage", r.name, "EBS volume", size, f"{size} GiB {kind} at ${rate}/GB-month", size * rate)
+
+
+@prices("AWS::EFS::FileSystem")
+def _efs(r: Resource, ctx: _Context) -> Iterable[Item]:
+    efs = ctx.prices["efs"]
+    yield Item("storage", r.name, "EFS file system", 1,
+               f"no minimum: ${efs['standard_gb_month']}/GB-month Standard as homes fill (usage)", 0.0)
+    if r.props.get("ThroughputMode") == "provisioned":
+        mibps = float(r.props.get("ProvisionedThroughputInMibps") or 0)
+        yield Item("storage", r.name, "EFS provisioned throughput", mibps,
+                   f"{mibps:g} MiB/s at ${efs['provisioned_mibps_month']}/MiB/s-month", mibps * efs["provisioned_mibps_month"])
+
+
+@prices("AWS::S3::Bucket")
+def _bucket(r: Resource, ctx: _Context) -> Iterable[Item]:
+    yield Item("storage", r.name, "S3 bucket", 1,
+               f"no idle charge: ${ctx.prices['s3']['standard_gb_month']}/GB-month Standard + requests (usage)", 0.0)
+
+
+@prices("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
+def _table(r: Resource, ctx: _Context) -> Iterable[Item]:
+    ddb = ctx.prices["dynamodb"]
+    if r.props.get("BillingMode", "PROVISIONED") == "PAY_PER_REQUEST":
+        yield Item("storage", r.name, "DynamoDB table (on-demand)", 1,
+                   f"no idle charge: ${ddb['on_demand_write_million']}/M writes, ${ddb['on_demand_read_million']}/M reads, "
+                   f"${ddb['storage_gb_month']}/GB-month (usage)", 0.0)
+        return
+    throughput = r.props.get("ProvisionedThroughput") or {}
+    rcu, wcu = _int(throughput.get("ReadCapacityUnits"), 5), _int(throughput.get("WriteCapacityUnits"), 5)
+    hourly = rcu * ddb["provisioned_rcu_hour"] + wcu * ddb["provisioned_wcu_hour"]
+    yield Item("storage", r.name, "DynamoDB table (provisioned)", 1,
+               f"{rcu} RCU × ${ddb['provisioned_rcu_hour']}/h + {wcu} WCU × ${ddb['provisioned_wcu_hour']}/h",
+               ctx.prices.month(hourly))
+
+
+@prices("AWS::KMS::Key")
+def _kms(r: Resource, ctx: _Context) -> Iterable[Item]:
+    rotation = " (each of the first two yearly rotations adds $1)" if r.props.get("EnableKeyRotation") else ""
+    yield Item("security", r.name, "KMS key", 1, f"${ctx.prices['kms_key_month']}/key-month{rotation}", ctx.prices["kms_key_month"])
+
+
+@prices("AWS::SecretsManager::Secret")
+def _secret(r: Resource, ctx: _Context) -> Iterable[Item]:
+    yield Item("security", r.name, "Secrets Manager secret", 1, f"${ctx.prices['secrets_manager_secret_month']}/secret-month",
+               ctx.prices["secrets_manager_secret_month"])
+
+
+@prices("AWS::SSM::Parameter")
+def _parameter(r: Resource, ctx: _Context) -> Iterable[Item]:
+    if r.props.get("Tier") == "Advanced":
+        yield Item("security", r.name, "SSM advanced parameter", 1, f"${ctx.prices['ssm_advanced_parameter_month']}/month",
+                   ctx.prices["ssm_advanced_parameter_month"])
+
+
+@prices("AWS::Cognito::UserPool")
+def _user_pool(r: Resource, ctx: _Context) -> Iterable[Item]:
+    free = ctx.prices["cognito"]["free_mau"]
+    tier = r.props.get("UserPoolTier", "ESSENTIALS")
+    yield Item("security", r.name, "Cognito user pool", 1,
+               f"{tier.title()} tier: first {free:,} monthly active users free; idle = 0 MAU", 0.0)
+
+
+# ----------------------------------------------------------------------------------- monitoring
+@prices("AWS::CloudWatch::Alarm")
+def _alarm(r: Resource, ctx: _Context) -> Iterable[Item]:
+    cw = ctx.prices["cloudwatch"]
+    high_res = _int(r.props.get("Period"), 60) < 60
+    rate = cw["high_resolution_alarm_month"] if high_res else cw["alarm_month"]
+    yield Item("monitoring", r.name, "CloudWatch alarm", 1, f"${rate}/alarm-month ({'high' if high_res else 'standard'} resolution)", rate)
+
+
+@prices("AWS::CloudWatch::CompositeAlarm")
+def _composite_alarm(r: Resource, ctx: _Context) -> Iterable[Item]:
+    rate = ctx.prices["cloudwatch"]["composite_alarm_month"]
+    yield Item("monitoring", r.name, "CloudWatch composite alarm", 1, f"${rate}/alarm-month", rate)
+
+
+@prices("AWS::CloudWatch::Dashboard")
+def _dashboard(r: Resource, ctx: _Context) -> Iterable[Item]:
+    rate = ctx.prices["cloudwatch"]["dashboard_month"]
+    yield Item("monitoring", r.name, "CloudWatch dashboard", 1, f"${rate}/dashboard-month (first 3 per account free)", rate)
+
+
+@prices("AWS::Logs::LogGroup")
+def _log_group(r: Resource, ctx: _Context) -> Iterable[Item]:
+    cw = ctx.prices["cloudwatch"]
+    retention = r.props.get("RetentionInDays")
+    kept = f"kept {retention} days" if retention else "kept forever"
+    yield Item("monitoring", r.name, "CloudWatch log group", 1,
+               f"${cw['logs_ingest_gb']}/GB ingested + ${cw['logs_stored_gb_month']}/GB-month stored, {kept} (usage)", 0.0)
+
+
+@prices("AWS::EC2::FlowLog")
+def _flow_log(r: Resource, ctx: _Context) -> Iterable[Item]:
+    cw = ctx.prices["cloudwatch"]
+    gb = cw["idle_flow_log_gb_month"]
+    yield Item("monitoring", r.name, "VPC flow log", gb,
+               f"≈{gb} GB/month of idle traffic records (estimate) at ${cw['logs_ingest_gb']}/GB ingested",
+               gb * cw["logs_ingest_gb"])
+
+
+@prices("AWS::CloudFront::Distribution")
+def _distribution(r: Resource, ctx: _Context) -> Iterable[Item]:
+    yield Item("network", r.name, "CloudFront distribution", 1, "no idle charge: per request and GB served (usage)", 0.0)
+
+
+@prices("AWS::Route53::HostedZone")
+def _zone(r: Resource, ctx: _Context) -> Iterable[Item]:
+    rate = ctx.prices["route53_hosted_zone_month"]
+    yield Item("network", r.name, "Route 53 hosted zone", 1, f"${rate}/zone-month", rate)
+
+
+@prices("AWS::WAFv2::WebACL")
+def _web_acl(r: Resource, ctx: _Context) -> Iterable[Item]:
+    waf = ctx.prices["waf"]
+    rules = _count(r.props.get("Rules"), 0)
+    yield Item("security", r.name, "WAF web ACL", 1, f"${waf['web_acl_month']}/ACL-month + {rules} rule(s) × ${waf['rule_month']}",
+               waf["web_acl_month"] + rules * waf["rule_month"])
+
+
+# ------------------------------------------------------------------------------- user-hour cost
+@dataclass(frozen=True)
+class Profile:
+    """Where one busy user's work runs: a notebook profile, or a node pool."""
+
+    name: str
+    instance_type: str
+    spot: bool = False
+    cpu: float | None = None
+    memory_gib: float | None = None
+
+
+@dataclass(frozen=True)
+class UserHour:
+    profile: str
+    instance_type: str
+    capacity: str
+    node_hour: float | None  # the whole node (worst case: the user alone on it)
+    share_hour: float | None  # the user's share of the node by CPU/memory guarantee, if known
+    assumption: str
+
+
+def user_hour_costs(profiles: Iterable[Profile], prices_: Prices, *, public_ip: bool = False,
+                    disk_gib: int | None = None, disk_type: str | None = None) -> list[UserHour]:
+    """Marginal cost of one busy user-hour on each profile: the node it needs (plus its root
+    volume and public address) and, when the profile states CPU/memory, the user's share."""
+    eks = prices_["eks"]
+    disk_gib = disk_gib if disk_gib is not None else eks["default_node_disk_gib"]
+    disk_type = disk_type or eks["default_node_disk_type"]
+    extras = disk_gib * prices_.ebs_gb_month(disk_type) / prices_.hours_per_month
+    if public_ip:
+        extras += prices_["network"]["public_ipv4_hour"]
+    out = []
+    for profile in profiles:
+        hourly = prices_.instance_hour(profile.instance_type, spot=profile.spot)
+        capacity = "spot" if profile.spot else "on-demand"
+        if hourly is None:
+            out.append(UserHour(profile.name, profile.instance_type, capacity, None, None,
+                                "no price for this instance type in prices.yaml"))
+            continue
+        node = hourly + extras
+        spec = prices_.instance(profile.instance_type)
+        fractions = [profile.cpu / spec["vcpu"] if profile.cpu else 0.0,
+                     profile.memory_gib / spec["memory_gib"] if profile.memory_gib else 0.0]
+        share = node * min(1.0, max(fractions)) if any(fractions) else None
+        parts = [f"{profile.instance_type} {capacity} ${hourly:.4f}/h", f"{disk_gib} GiB {disk_type}"]
+        if public_ip:
+            parts.append("public IPv4")
+        out.append(UserHour(profile.name, profile.instance_type, capacity, node, share, " + ".join(parts)))
+    return out
+
+
+_TYPE_KEYS = ("instance_type", "instance_types", "node_type", "machine_type", "instanceType", "instanceTypes")
+_NAME_KEYS = ("name", "slug", "display_name", "id", "title")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+
+
+def _profile_from(name: str, entry: dict) -> Profile | None:
+    raw = next((entry[k] for k in _TYPE_KEYS if k in entry), None)
+    instance_type = raw[0] if isinstance(raw, list) and raw else raw
+    if not isinstance(instance_type, str) or not _INSTANCE_TYPE.match(instance_type):
+        return None
+    capacity = str(entry.get("capacity") or entry.get("capacity_type") or "").lower()
+    spot = bool(entry.get("spot")) or capacity == "spot"
+    cpu = entry.get("cpu") or entry.get("cpu_guarantee") or entry.get("cores")
+    memory = entry.get("memory_gib") or entry.get("memory_gb") or entry.get("mem_guarantee_gb") or entry.get("memory")
+    return Profile(name=name, instance_type=instance_type, spot=spot,
+                   cpu=float(cpu) if isinstance(cpu, (int, float)) else None,
+                   memory_gib=float(memory) if isinstance(memory, (int, float)) else None)
+
+
+def profiles_from_config(section: Any, path: str = "") -> list[Profile]:
+    """Every entry of a config section (e.g. ``config.daskhub``) that names an instance type:
+    list items with a name key, or mapping entries keyed by name. Tolerant of the layout, so new
+    keys need no change here."""
+    found: list[Profile] = []
+    if isinstance(section, dict):
+        for key, value in section.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(value, dict) and (profile := _profile_from(here, value)):
+                found.append(profile)
+            else:
+                found.extend(profiles_from_config(value, here))
+    elif isinstance(section, list):
+        for i, value in enumerate(section):
+            here = f"{path}[{i}]"
+            if isinstance(value, dict):
+                name = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), here)
+                if profile := _profile_from(f"{path}: {name}" if path else name, value):
+                    found.append(profile)
+                    continue
+            found.extend(profiles_from_config(value, here))
+    return found
+
+
+def scalable_node_pools(templates: dict[str, dict], prices_: Prices) -> list[NodePool]:
+    """Node groups / Auto Scaling groups that grow with use (max above min)."""
+    index = TemplateIndex(templates)
+    ctx = _Context(index, prices_, dt.date.today(), [])
+    pools = [node_pool(r, ctx) for r in index.resources() if r.type in ("AWS::EKS::Nodegroup", "AWS::AutoScaling::AutoScalingGroup")]
+    return [p for p in pools if p is not None and p.max_size > p.min_size]

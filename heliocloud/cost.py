@@ -440,14 +440,15 @@ def _eip(r: Resource, ctx: _Context) -> Iterable[Item]:
                f"${ctx.prices['network']['public_ipv4_hour']}/h per public IPv4 address", ctx.prices.ipv4_month)
 
 
-def _lb_items(r: Resource, ctx: _Context, *, kind: str, azs: int, internet_facing: bool, assumed: str = "") -> Iterable[Item]:
+def _lb_items(r: Resource, ctx: _Context, *, kind: str, azs: int, internet_facing: bool,
+              source: str = "", note: str = "") -> Iterable[Item]:
     net = ctx.prices["network"]
     hourly = net[{"application": "alb_hour", "network": "nlb_hour", "gateway": "gwlb_hour", "classic": "classic_lb_hour"}[kind]]
     label = {"application": "ALB", "network": "NLB", "gateway": "Gateway LB", "classic": "Classic LB"}[kind]
     lcu = "" if kind == "classic" else f" (+ ${net['lcu_hour']}/LCU-hour: ≈0 idle)"
-    yield Item("network", r.name, f"load balancer ({label}){assumed}", 1, f"${hourly}/h{lcu}", ctx.prices.month(hourly))
+    yield Item("network", r.name, f"load balancer ({label}){source}", 1, f"{note}${hourly}/h{lcu}", ctx.prices.month(hourly))
     if internet_facing:
-        yield Item("network", r.name, f"load balancer ({label}): public IPv4", azs,
+        yield Item("network", r.name, f"load balancer ({label}){source}: public IPv4", azs,
                    f"{azs} address(es), one per AZ, at ${net['public_ipv4_hour']}/h", azs * ctx.prices.ipv4_month)
 
 
@@ -549,9 +550,9 @@ def _helm_chart(r: Resource, ctx: _Context) -> Iterable[Item]:
         internal = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-internal", "")).lower() == "true" or \
             annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internal"
         yield from _lb_items(
-            r, ctx, kind=kind, azs=azs, internet_facing=not internal,
-            assumed=f" for Helm chart {chart} {path} (Kubernetes Service type LoadBalancer, not in the template; "
-                    f"assumed one per public subnet AZ)",
+            r, ctx, kind=kind, azs=azs, internet_facing=not internal, source=f" of Helm chart {chart}",
+            note=f"{path} is a Kubernetes Service of type LoadBalancer (created by the chart, not in the template; "
+                 f"assumed to span the {azs} public-subnet AZs): ",
         )
 
 
@@ -583,6 +584,9 @@ def _bucket(r: Resource, ctx: _Context) -> Iterable[Item]:
 @prices("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
 def _table(r: Resource, ctx: _Context) -> Iterable[Item]:
     ddb = ctx.prices["dynamodb"]
+    if r.type == "AWS::DynamoDB::GlobalTable" and r.props.get("BillingMode") != "PAY_PER_REQUEST":
+        ctx.warnings.append(f"{r.name}: provisioned global table (capacity per replica) is not priced")
+        return
     if r.props.get("BillingMode", "PROVISIONED") == "PAY_PER_REQUEST":
         yield Item("storage", r.name, "DynamoDB table (on-demand)", 1,
                    f"no idle charge: ${ddb['on_demand_write_million']}/M writes, ${ddb['on_demand_read_million']}/M reads, "

@@ -132,16 +132,27 @@ class TemplateIndex:
 
 
 def with_nested_stacks(templates: dict[str, dict], cdk_out: Path | None) -> dict[str, dict]:
-    """Add the templates of nested stacks (``AWS::CloudFormation::Stack`` whose template CDK wrote
-    into the cloud assembly) as ``<parent>/<logical id>``, so their resources are priced too."""
+    """Add the templates of nested stacks (``AWS::CloudFormation::Stack``, e.g. the providers
+    aws_eks creates) as ``<parent>/<logical id>``, so their resources are priced too. The file is
+    found through the asset hash in the stack's TemplateURL (``*.assets.json``), or through the
+    ``aws:asset:path`` metadata the CDK CLI adds."""
     if cdk_out is None:
         return dict(templates)
+    by_hash = {}
+    for manifest in cdk_out.glob("*.assets.json"):
+        for asset_hash, spec in (json.loads(manifest.read_text()).get("files") or {}).items():
+            if str(spec.get("source", {}).get("path", "")).endswith(".template.json"):
+                by_hash[asset_hash] = spec["source"]["path"]
     out = dict(templates)
     for stack, template in templates.items():
         for logical_id, body in (template.get("Resources") or {}).items():
-            asset = (body.get("Metadata") or {}).get("aws:asset:path")
-            if body.get("Type") == "AWS::CloudFormation::Stack" and asset and (cdk_out / asset).is_file():
-                out[f"{stack}/{logical_id}"] = json.loads((cdk_out / asset).read_text())
+            if body.get("Type") != "AWS::CloudFormation::Stack":
+                continue
+            url = json.dumps((body.get("Properties") or {}).get("TemplateURL"))
+            path = (body.get("Metadata") or {}).get("aws:asset:path") or \
+                next((p for h, p in by_hash.items() if f"/{h}.json" in url), None)
+            if path and (cdk_out / path).is_file():
+                out[f"{stack}/{logical_id}"] = json.loads((cdk_out / path).read_text())
     return out
 
 

@@ -272,11 +272,18 @@ def test_free_and_unknown_types_are_counted_and_unknown_ones_warned():
 
 
 def test_nested_stack_templates_are_priced(tmp_path):
-    (tmp_path / "nested.json").write_text(json.dumps({"Resources": {"Key": res("AWS::KMS::Key")}}))
-    parent = {"Resources": {"Child": {"Type": "AWS::CloudFormation::Stack", "Properties": {},
-                                      "Metadata": {"aws:asset:path": "nested.json"}}}}
+    """Found by the asset hash in TemplateURL (plain synth) or by asset metadata (CDK CLI)."""
+    (tmp_path / "App.nested.template.json").write_text(json.dumps({"Resources": {"Key": res("AWS::KMS::Key")}}))
+    (tmp_path / "App.assets.json").write_text(json.dumps({"files": {"ab12": {
+        "source": {"path": "App.nested.template.json", "packaging": "file"}}}}))
+    url = {"Fn::Join": ["", ["https://s3.", {"Ref": "AWS::Region"}, "/cdk-assets/ab12.json"]]}
+    parent = {"Resources": {
+        "ByUrl": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": url}},
+        "ByMetadata": {"Type": "AWS::CloudFormation::Stack", "Properties": {},
+                       "Metadata": {"aws:asset:path": "App.nested.template.json"}}}}
     templates = cost.with_nested_stacks({"App": parent}, tmp_path)
-    assert cost.estimate_idle(templates, PRICES).total == 1.0
+    assert set(templates) == {"App", "App/ByUrl", "App/ByMetadata"}
+    assert cost.estimate_idle(templates, PRICES).total == 2.0
 
 
 # ------------------------------------------------------------------------------ prices, users
@@ -314,15 +321,20 @@ def test_user_hour_cost_is_the_node_and_the_users_share_of_it():
 
 
 # ----------------------------------------------------------------------- the default instance
-def test_default_instance_prices_every_resource(default_templates):
-    result = cost.estimate_idle(default_templates, PRICES, on=dt.date.fromisoformat(PRICES.as_of))
+@pytest.fixture(scope="module")
+def default_with_nested(default_templates, default_cdk_out) -> dict[str, dict]:
+    return cost.with_nested_stacks(default_templates, default_cdk_out)
+
+
+def test_default_instance_prices_every_resource(default_with_nested):
+    result = cost.estimate_idle(default_with_nested, PRICES, on=dt.date.fromisoformat(PRICES.as_of))
     assert result.unknown == {}, result.warnings
     assert result.warnings == []
 
 
-def test_default_instance_idles_within_its_budget(default_templates):
+def test_default_instance_idles_within_its_budget(default_with_nested):
     """Goal of the default config: the lowest idle cost that keeps the architecture sound."""
-    result = cost.estimate_idle(default_templates, PRICES, on=dt.date.fromisoformat(PRICES.as_of))
+    result = cost.estimate_idle(default_with_nested, PRICES, on=dt.date.fromisoformat(PRICES.as_of))
     assert result.total <= 130, [(i.what, round(i.monthly, 2)) for i in result.items if i.monthly]
     nat = [i for i in result.items if i.what == "NAT gateway"]
     assert nat == []  # the default has no NAT gateway (network.nat_gateways: 0)

@@ -61,8 +61,8 @@ def run(args) -> int:
     return 0
 
 
-def _usd(amount: float | None) -> str:
-    return "?" if amount is None else f"${amount:,.2f}"
+def _usd(amount: float | None, digits: int = 2) -> str:
+    return "?" if amount is None else f"${amount:,.{digits}f}"
 
 
 def _print(console: Console, name: str, estimate: cost.Estimate, profiles, pool_hours) -> None:
@@ -96,8 +96,8 @@ def _print(console: Console, name: str, estimate: cost.Estimate, profiles, pool_
         hours.add_column("user's share $/h", justify="right")
         hours.add_column("assumption")
         for row in rows:
-            hours.add_row(row.profile, f"{row.instance_type} ({row.capacity})", _usd(row.node_hour),
-                          _usd(row.share_hour) if row.share_hour is not None else "-", row.assumption)
+            hours.add_row(row.profile, f"{row.instance_type} ({row.capacity})", _usd(row.node_hour, 4),
+                          _usd(row.share_hour, 4) if row.share_hour is not None else "-", row.assumption)
         console.print(hours)
     if not profiles and not pool_hours:
         console.print("No notebook profiles in config.daskhub and no node pool that scales with use: "

@@ -191,7 +191,7 @@ class Estimate:
         return {
             "region": self.region, "prices_as_of": self.as_of, "on": self.on.isoformat(),
             "total_monthly_usd": self.total, "by_category": self.by_category(),
-            "items": [item.__dict__ for item in self.items],
+            "items": [{**item.__dict__, "monthly": round(item.monthly, 4)} for item in self.items],
             "free": dict(self.free), "unknown": dict(self.unknown), "warnings": self.warnings,
         }
 
@@ -202,15 +202,13 @@ class _Context:
     def __init__(self, index: TemplateIndex, prices: Prices, on: dt.date, warnings: list[str]):
         self.index, self.prices, self.on, self.warnings = index, prices, on, warnings
 
-    def money(self, amount: float) -> str:
-        return f"${amount:,.4g}"
-
 
 Pricer = Callable[[Resource, _Context], Iterable[Item]]
 PRICERS: dict[str, Pricer] = {}
 
 
-def prices(*types: str) -> Callable[[Pricer], Pricer]:
+def priced(*types: str) -> Callable[[Pricer], Pricer]:
+    """Register a function that prices the given resource types."""
     def register(fn: Pricer) -> Pricer:
         for t in types:
             PRICERS[t] = fn
@@ -282,7 +280,7 @@ def _count(value: Any, default: int) -> int:
 
 
 # ------------------------------------------------------------------------------ control planes
-@prices("AWS::EKS::Cluster", "Custom::AWSCDK-EKS-Cluster")
+@priced("AWS::EKS::Cluster", "Custom::AWSCDK-EKS-Cluster")
 def _eks_cluster(r: Resource, ctx: _Context) -> Iterable[Item]:
     eks = ctx.prices["eks"]
     config = r.props.get("Config") or {}  # the aws_eks (v1) custom resource keeps the spec here
@@ -301,6 +299,8 @@ def _eks_cluster(r: Resource, ctx: _Context) -> Iterable[Item]:
         assumption = f"${hourly}/h, {label} in standard support until {end}"
     else:
         assumption = f"${hourly}/h, {label}"
+    if (r.props.get("ComputeConfig") or {}).get("Enabled"):
+        ctx.warnings.append(f"{r.name}: EKS Auto Mode adds a management fee per instance-hour (not priced here)")
     yield Item("control plane", r.name, "EKS cluster", 1, assumption, ctx.prices.month(hourly))
 
 
@@ -416,7 +416,7 @@ def _node_items(pool: NodePool, count: int, what: str, ctx: _Context) -> Iterabl
                    f"{count} node address(es) at ${p['network']['public_ipv4_hour']}/h (public subnets)", count * p.ipv4_month)
 
 
-@prices("AWS::EKS::Nodegroup", "AWS::AutoScaling::AutoScalingGroup")
+@priced("AWS::EKS::Nodegroup", "AWS::AutoScaling::AutoScalingGroup")
 def _nodes(r: Resource, ctx: _Context) -> Iterable[Item]:
     pool = node_pool(r, ctx)
     kind = "node group" if r.type == "AWS::EKS::Nodegroup" else "auto scaling group"
@@ -425,7 +425,7 @@ def _nodes(r: Resource, ctx: _Context) -> Iterable[Item]:
     yield from _node_items(pool, pool.min_size, f"{what} at min size", ctx)
 
 
-@prices("AWS::EC2::Instance")
+@priced("AWS::EC2::Instance")
 def _instance(r: Resource, ctx: _Context) -> Iterable[Item]:
     ec2 = ctx.prices["ec2"]
     disk = _root_volume(r.props.get("BlockDeviceMappings"), ec2["default_root_gib"], ec2["default_root_type"])
@@ -437,7 +437,7 @@ def _instance(r: Resource, ctx: _Context) -> Iterable[Item]:
 
 
 # -------------------------------------------------------------------------------------- network
-@prices("AWS::EC2::NatGateway")
+@priced("AWS::EC2::NatGateway")
 def _nat(r: Resource, ctx: _Context) -> Iterable[Item]:
     net = ctx.prices["network"]
     yield Item("network", r.name, "NAT gateway", 1,
@@ -445,7 +445,7 @@ def _nat(r: Resource, ctx: _Context) -> Iterable[Item]:
                ctx.prices.month(net["nat_gateway_hour"]))
 
 
-@prices("AWS::EC2::EIP")
+@priced("AWS::EC2::EIP")
 def _eip(r: Resource, ctx: _Context) -> Iterable[Item]:
     yield Item("network", r.name, "Elastic IP (public IPv4)", 1,
                f"${ctx.prices['network']['public_ipv4_hour']}/h per public IPv4 address", ctx.prices.ipv4_month)
@@ -463,7 +463,7 @@ def _lb_items(r: Resource, ctx: _Context, *, kind: str, azs: int, internet_facin
                    f"{azs} address(es), one per AZ, at ${net['public_ipv4_hour']}/h", azs * ctx.prices.ipv4_month)
 
 
-@prices("AWS::ElasticLoadBalancingV2::LoadBalancer")
+@priced("AWS::ElasticLoadBalancingV2::LoadBalancer")
 def _elbv2(r: Resource, ctx: _Context) -> Iterable[Item]:
     azs = _count(r.props.get("Subnets") or r.props.get("SubnetMappings"), ctx.prices["network"]["default_azs"])
     kind = r.props.get("Type", "application")
@@ -471,13 +471,13 @@ def _elbv2(r: Resource, ctx: _Context) -> Iterable[Item]:
                          internet_facing=kind != "gateway" and r.props.get("Scheme", "internet-facing") == "internet-facing")
 
 
-@prices("AWS::ElasticLoadBalancing::LoadBalancer")
+@priced("AWS::ElasticLoadBalancing::LoadBalancer")
 def _classic_lb(r: Resource, ctx: _Context) -> Iterable[Item]:
     azs = _count(r.props.get("Subnets") or r.props.get("AvailabilityZones"), ctx.prices["network"]["default_azs"])
     yield from _lb_items(r, ctx, kind="classic", azs=azs, internet_facing=r.props.get("Scheme", "internet-facing") != "internal")
 
 
-@prices("AWS::EC2::VPCEndpoint")
+@priced("AWS::EC2::VPCEndpoint")
 def _endpoint(r: Resource, ctx: _Context) -> Iterable[Item]:
     net = ctx.prices["network"]
     kind = r.props.get("VpcEndpointType", "Gateway")
@@ -568,14 +568,14 @@ def _helm_chart(r: Resource, ctx: _Context) -> Iterable[Item]:
 
 
 # -------------------------------------------------------------------------------- data and keys
-@prices("AWS::EC2::Volume")
+@priced("AWS::EC2::Volume")
 def _volume(r: Resource, ctx: _Context) -> Iterable[Item]:
     size, kind = _int(r.props.get("Size"), 0), r.props.get("VolumeType", "gp2")
     rate = ctx.prices.ebs_gb_month(kind)
     yield Item("storage", r.name, "EBS volume", size, f"{size} GiB {kind} at ${rate}/GB-month", size * rate)
 
 
-@prices("AWS::EFS::FileSystem")
+@priced("AWS::EFS::FileSystem")
 def _efs(r: Resource, ctx: _Context) -> Iterable[Item]:
     efs = ctx.prices["efs"]
     yield Item("storage", r.name, "EFS file system", 1,
@@ -586,13 +586,13 @@ def _efs(r: Resource, ctx: _Context) -> Iterable[Item]:
                    f"{mibps:g} MiB/s at ${efs['provisioned_mibps_month']}/MiB/s-month", mibps * efs["provisioned_mibps_month"])
 
 
-@prices("AWS::S3::Bucket")
+@priced("AWS::S3::Bucket")
 def _bucket(r: Resource, ctx: _Context) -> Iterable[Item]:
     yield Item("storage", r.name, "S3 bucket", 1,
                f"no idle charge: ${ctx.prices['s3']['standard_gb_month']}/GB-month Standard + requests (usage)", 0.0)
 
 
-@prices("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
+@priced("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
 def _table(r: Resource, ctx: _Context) -> Iterable[Item]:
     ddb = ctx.prices["dynamodb"]
     if r.type == "AWS::DynamoDB::GlobalTable" and r.props.get("BillingMode") != "PAY_PER_REQUEST":
@@ -611,26 +611,26 @@ def _table(r: Resource, ctx: _Context) -> Iterable[Item]:
                ctx.prices.month(hourly))
 
 
-@prices("AWS::KMS::Key")
+@priced("AWS::KMS::Key")
 def _kms(r: Resource, ctx: _Context) -> Iterable[Item]:
     rotation = " (each of the first two yearly rotations adds $1)" if r.props.get("EnableKeyRotation") else ""
     yield Item("security", r.name, "KMS key", 1, f"${ctx.prices['kms_key_month']}/key-month{rotation}", ctx.prices["kms_key_month"])
 
 
-@prices("AWS::SecretsManager::Secret")
+@priced("AWS::SecretsManager::Secret")
 def _secret(r: Resource, ctx: _Context) -> Iterable[Item]:
     yield Item("security", r.name, "Secrets Manager secret", 1, f"${ctx.prices['secrets_manager_secret_month']}/secret-month",
                ctx.prices["secrets_manager_secret_month"])
 
 
-@prices("AWS::SSM::Parameter")
+@priced("AWS::SSM::Parameter")
 def _parameter(r: Resource, ctx: _Context) -> Iterable[Item]:
     if r.props.get("Tier") == "Advanced":
         yield Item("security", r.name, "SSM advanced parameter", 1, f"${ctx.prices['ssm_advanced_parameter_month']}/month",
                    ctx.prices["ssm_advanced_parameter_month"])
 
 
-@prices("AWS::Cognito::UserPool")
+@priced("AWS::Cognito::UserPool")
 def _user_pool(r: Resource, ctx: _Context) -> Iterable[Item]:
     free = ctx.prices["cognito"]["free_mau"]
     tier = r.props.get("UserPoolTier", "ESSENTIALS")
@@ -639,7 +639,7 @@ def _user_pool(r: Resource, ctx: _Context) -> Iterable[Item]:
 
 
 # ----------------------------------------------------------------------------------- monitoring
-@prices("AWS::CloudWatch::Alarm")
+@priced("AWS::CloudWatch::Alarm")
 def _alarm(r: Resource, ctx: _Context) -> Iterable[Item]:
     cw = ctx.prices["cloudwatch"]
     high_res = _int(r.props.get("Period"), 60) < 60
@@ -647,19 +647,19 @@ def _alarm(r: Resource, ctx: _Context) -> Iterable[Item]:
     yield Item("monitoring", r.name, "CloudWatch alarm", 1, f"${rate}/alarm-month ({'high' if high_res else 'standard'} resolution)", rate)
 
 
-@prices("AWS::CloudWatch::CompositeAlarm")
+@priced("AWS::CloudWatch::CompositeAlarm")
 def _composite_alarm(r: Resource, ctx: _Context) -> Iterable[Item]:
     rate = ctx.prices["cloudwatch"]["composite_alarm_month"]
     yield Item("monitoring", r.name, "CloudWatch composite alarm", 1, f"${rate}/alarm-month", rate)
 
 
-@prices("AWS::CloudWatch::Dashboard")
+@priced("AWS::CloudWatch::Dashboard")
 def _dashboard(r: Resource, ctx: _Context) -> Iterable[Item]:
     rate = ctx.prices["cloudwatch"]["dashboard_month"]
     yield Item("monitoring", r.name, "CloudWatch dashboard", 1, f"${rate}/dashboard-month (first 3 per account free)", rate)
 
 
-@prices("AWS::Logs::LogGroup")
+@priced("AWS::Logs::LogGroup")
 def _log_group(r: Resource, ctx: _Context) -> Iterable[Item]:
     cw = ctx.prices["cloudwatch"]
     retention = r.props.get("RetentionInDays")
@@ -668,7 +668,7 @@ def _log_group(r: Resource, ctx: _Context) -> Iterable[Item]:
                f"${cw['logs_ingest_gb']}/GB ingested + ${cw['logs_stored_gb_month']}/GB-month stored, {kept} (usage)", 0.0)
 
 
-@prices("AWS::EC2::FlowLog")
+@priced("AWS::EC2::FlowLog")
 def _flow_log(r: Resource, ctx: _Context) -> Iterable[Item]:
     cw = ctx.prices["cloudwatch"]
     gb = cw["idle_flow_log_gb_month"]
@@ -677,18 +677,18 @@ def _flow_log(r: Resource, ctx: _Context) -> Iterable[Item]:
                gb * cw["logs_ingest_gb"])
 
 
-@prices("AWS::CloudFront::Distribution")
+@priced("AWS::CloudFront::Distribution")
 def _distribution(r: Resource, ctx: _Context) -> Iterable[Item]:
     yield Item("network", r.name, "CloudFront distribution", 1, "no idle charge: per request and GB served (usage)", 0.0)
 
 
-@prices("AWS::Route53::HostedZone")
+@priced("AWS::Route53::HostedZone")
 def _zone(r: Resource, ctx: _Context) -> Iterable[Item]:
     rate = ctx.prices["route53_hosted_zone_month"]
     yield Item("network", r.name, "Route 53 hosted zone", 1, f"${rate}/zone-month", rate)
 
 
-@prices("AWS::WAFv2::WebACL")
+@priced("AWS::WAFv2::WebACL")
 def _web_acl(r: Resource, ctx: _Context) -> Iterable[Item]:
     waf = ctx.prices["waf"]
     rules = _count(r.props.get("Rules"), 0)

@@ -74,6 +74,11 @@ def test_unknown_kubernetes_version_is_priced_standard_with_a_warning():
     assert any("1.99" in w for w in result.warnings)
 
 
+def test_eks_auto_mode_fee_is_flagged():
+    result = estimate({"Cluster": res("AWS::EKS::Cluster", Version="1.34", ComputeConfig={"Enabled": True})})
+    assert any("Auto Mode" in w for w in result.warnings)
+
+
 # ------------------------------------------------------------------------------------- nodes
 def test_node_group_at_min_size_with_root_volumes_and_public_addresses():
     group = res("AWS::EKS::Nodegroup", NodegroupName="core", InstanceTypes=["t3.large"],

@@ -82,8 +82,12 @@ def constraints(node: dict) -> list[str]:
         if key in node:
             out.append(f"{phrase} {node[key]}")
     low, high = node.get("minLength"), node.get("maxLength")
-    if low is not None or high is not None:
-        out.append(f"length {low or 0} to {high}" if high is not None else f"at least {low} characters")
+    if low is not None and high is not None:
+        out.append(f"{low} to {high} characters")
+    elif high is not None:
+        out.append(f"at most {high} characters")
+    elif low is not None:
+        out.append("not empty" if low == 1 else f"at least {low} characters")
     if "minItems" in node or "maxItems" in node:
         out.append(f"{node.get('minItems', 0)} to {node.get('maxItems', 'any number of')} items")
     if node.get("uniqueItems"):

@@ -3,158 +3,19 @@
 Every resource of every template is classified: priced (a line with its quantity, the price
 assumption and $/month), billed only by usage (a $0 line that says what usage costs), free, or
 unknown (reported, so that a new chargeable resource type cannot slip by unnoticed). Prices come
-from ``heliocloud/data/prices.yaml``; nothing here calls AWS.
-
-The marginal cost of one busy user-hour is computed from the node each notebook profile runs on
-(``user_hour_costs``), so it works on any list of (profile, instance type) pairs.
+from ``heliocloud/data/prices.yaml`` (``heliocloud.prices``); nothing here calls AWS. The cost of
+a busy user-hour is in ``heliocloud.user_hours``.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import yaml
-
-PRICES_FILE = Path(__file__).parent / "data" / "prices.yaml"
-
-
-class PriceError(Exception):
-    """The price file cannot answer (e.g. a region it has no prices for)."""
-
-
-# --------------------------------------------------------------------------------------- prices
-@dataclass(frozen=True)
-class Prices:
-    region: str
-    as_of: str
-    hours_per_month: float
-    data: dict
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def month(self, hourly: float) -> float:
-        return hourly * self.hours_per_month
-
-    def instance(self, instance_type: str) -> dict | None:
-        return self["ec2"]["instances"].get(instance_type)
-
-    def instance_hour(self, instance_type: str, *, spot: bool = False) -> float | None:
-        spec = self.instance(instance_type)
-        if spec is None:
-            return None
-        return spec["hour"] * (self["ec2"]["spot_fraction"] if spot else 1.0)
-
-    def ebs_gb_month(self, volume_type: str) -> float:
-        table = self["ebs_gb_month"]
-        return table.get(volume_type, table["gp3"])
-
-    @property
-    def ipv4_month(self) -> float:
-        return self.month(self["network"]["public_ipv4_hour"])
-
-
-def load_prices(region: str | None = None, path: Path = PRICES_FILE) -> Prices:
-    """Prices for ``region`` (default us-east-1); PriceError names the regions the file has."""
-    doc = yaml.safe_load(path.read_text())
-    region = region or "us-east-1"
-    regions = doc["regions"]
-    if region not in regions:
-        raise PriceError(
-            f"no prices for region {region!r} in {path.name} (it has: {', '.join(sorted(regions))}); "
-            "prices differ by region: add a section for it, or pass --region us-east-1 for an approximation"
-        )
-    data = regions[region]
-    return Prices(region=region, as_of=str(data["as_of"]), hours_per_month=float(doc["hours_per_month"]), data=data)
-
-
-# ------------------------------------------------------------------------------------ templates
-@dataclass(frozen=True)
-class Resource:
-    stack: str
-    logical_id: str
-    type: str
-    props: dict
-
-    @property
-    def name(self) -> str:
-        return f"{self.stack}/{self.logical_id}"
-
-
-class TemplateIndex:
-    """All templates of an app, with the cross-references CDK writes (Ref, GetAtt, and
-    Fn::ImportValue of another stack's export) resolved back to resources."""
-
-    def __init__(self, templates: dict[str, dict]):
-        self.templates = templates
-        self.exports: dict[str, tuple[str, Any]] = {}
-        for stack, template in templates.items():
-            for output in (template.get("Outputs") or {}).values():
-                name = (output.get("Export") or {}).get("Name")
-                if isinstance(name, str):
-                    self.exports[name] = (stack, output.get("Value"))
-
-    def resources(self) -> Iterator[Resource]:
-        for stack, template in self.templates.items():
-            for logical_id, body in (template.get("Resources") or {}).items():
-                yield Resource(stack, logical_id, body.get("Type", "?"), body.get("Properties") or {})
-
-    def resolve(self, stack: str, value: Any) -> Resource | None:
-        """The resource a property value points at, or None (a literal, a parameter, ...)."""
-        if not isinstance(value, dict) or len(value) != 1:
-            return None
-        (fn, arg), = value.items()
-        if fn == "Ref" and isinstance(arg, str):
-            target = arg
-        elif fn == "Fn::GetAtt":
-            target = arg[0] if isinstance(arg, list) else str(arg).split(".")[0]
-        elif fn == "Fn::ImportValue" and isinstance(arg, str) and arg in self.exports:
-            return self.resolve(*self.exports[arg])
-        else:
-            return None
-        body = (self.templates[stack].get("Resources") or {}).get(target)
-        return Resource(stack, target, body["Type"], body.get("Properties") or {}) if body else None
-
-    def is_public_subnet(self, stack: str, subnet: Any) -> bool | None:
-        """True/False when the subnet is in the templates, None when it is not (imported)."""
-        resource = self.resolve(stack, subnet)
-        if resource is None or resource.type != "AWS::EC2::Subnet":
-            return None
-        return resource.props.get("MapPublicIpOnLaunch") is True
-
-    def public_subnet_count(self) -> int:
-        return sum(1 for r in self.resources() if r.type == "AWS::EC2::Subnet" and r.props.get("MapPublicIpOnLaunch") is True)
-
-
-def with_nested_stacks(templates: dict[str, dict], cdk_out: Path | None) -> dict[str, dict]:
-    """Add the templates of nested stacks (``AWS::CloudFormation::Stack``, e.g. the providers
-    aws_eks creates) as ``<parent>/<logical id>``, so their resources are priced too. The file is
-    found through the asset hash in the stack's TemplateURL (``*.assets.json``), or through the
-    ``aws:asset:path`` metadata the CDK CLI adds."""
-    if cdk_out is None:
-        return dict(templates)
-    by_hash = {}
-    for manifest in cdk_out.glob("*.assets.json"):
-        for asset_hash, spec in (json.loads(manifest.read_text()).get("files") or {}).items():
-            if str(spec.get("source", {}).get("path", "")).endswith(".template.json"):
-                by_hash[asset_hash] = spec["source"]["path"]
-    out = dict(templates)
-    for stack, template in templates.items():
-        for logical_id, body in (template.get("Resources") or {}).items():
-            if body.get("Type") != "AWS::CloudFormation::Stack":
-                continue
-            url = json.dumps((body.get("Properties") or {}).get("TemplateURL"))
-            path = (body.get("Metadata") or {}).get("aws:asset:path") or \
-                next((p for h, p in by_hash.items() if f"/{h}.json" in url), None)
-            if path and (cdk_out / path).is_file():
-                out[f"{stack}/{logical_id}"] = json.loads((cdk_out / path).read_text())
-    return out
-
+from heliocloud.cloudformation import Resource, TemplateIndex
+from heliocloud.prices import Prices
 
 # ---------------------------------------------------------------------------------------- lines
 @dataclass(frozen=True)
@@ -245,12 +106,12 @@ def _is_free(resource_type: str) -> bool:
     return resource_type in FREE_TYPES or resource_type.startswith(FREE_PREFIXES)
 
 
-def estimate_idle(templates: dict[str, dict], prices_: Prices, *, on: dt.date | None = None) -> Estimate:
+def estimate_idle(templates: dict[str, dict], prices: Prices, *, on: dt.date | None = None) -> Estimate:
     """Price every always-on resource of ``templates`` ({stack: template}) for one month."""
     on = on or dt.date.today()
-    estimate = Estimate(region=prices_.region, as_of=prices_.as_of, on=on)
+    estimate = Estimate(region=prices.region, as_of=prices.as_of, on=on)
     index = TemplateIndex(templates)
-    ctx = _Context(index, prices_, on, estimate.warnings)
+    ctx = _Context(index, prices, on, estimate.warnings)
     for resource in index.resources():
         pricer = PRICERS.get(resource.type) or (_helm_chart if _is_helm_chart(resource.type) else None)
         lines = list(pricer(resource, ctx)) if pricer is not None else []
@@ -520,14 +381,6 @@ def _chart_values(values: Any) -> dict | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _dig(values: dict, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(values, dict):
-            return None
-        values = values.get(key)
-    return values
-
-
 def _services(values: Any, path: str = "") -> Iterator[tuple[str, dict]]:
     """Every ``...service`` mapping in a values tree, with its dotted path."""
     if isinstance(values, dict):
@@ -696,104 +549,9 @@ def _web_acl(r: Resource, ctx: _Context) -> Iterable[Item]:
                waf["web_acl_month"] + rules * waf["rule_month"])
 
 
-# ------------------------------------------------------------------------------- user-hour cost
-@dataclass(frozen=True)
-class Profile:
-    """Where one busy user's work runs: a notebook profile, or a node pool."""
-
-    name: str
-    instance_type: str
-    spot: bool = False
-    cpu: float | None = None
-    memory_gib: float | None = None
-
-
-@dataclass(frozen=True)
-class UserHour:
-    profile: str
-    instance_type: str
-    capacity: str
-    node_hour: float | None  # the whole node (worst case: the user alone on it)
-    share_hour: float | None  # the user's share of the node by CPU/memory guarantee, if known
-    assumption: str
-
-
-def user_hour_costs(profiles: Iterable[Profile], prices_: Prices, *, public_ip: bool = False,
-                    disk_gib: int | None = None, disk_type: str | None = None) -> list[UserHour]:
-    """Marginal cost of one busy user-hour on each profile: the node it needs (plus its root
-    volume and public address) and, when the profile states CPU/memory, the user's share."""
-    eks = prices_["eks"]
-    disk_gib = disk_gib if disk_gib is not None else eks["default_node_disk_gib"]
-    disk_type = disk_type or eks["default_node_disk_type"]
-    extras = disk_gib * prices_.ebs_gb_month(disk_type) / prices_.hours_per_month
-    if public_ip:
-        extras += prices_["network"]["public_ipv4_hour"]
-    out = []
-    for profile in profiles:
-        hourly = prices_.instance_hour(profile.instance_type, spot=profile.spot)
-        capacity = "spot" if profile.spot else "on-demand"
-        if hourly is None:
-            out.append(UserHour(profile.name, profile.instance_type, capacity, None, None,
-                                "no price for this instance type in prices.yaml"))
-            continue
-        node = hourly + extras
-        spec = prices_.instance(profile.instance_type)
-        fractions = [profile.cpu / spec["vcpu"] if profile.cpu else 0.0,
-                     profile.memory_gib / spec["memory_gib"] if profile.memory_gib else 0.0]
-        share = node * min(1.0, max(fractions)) if any(fractions) else None
-        parts = [f"{profile.instance_type} {capacity} ${hourly:.4f}/h", f"{disk_gib} GiB {disk_type}"]
-        if public_ip:
-            parts.append("public IPv4")
-        out.append(UserHour(profile.name, profile.instance_type, capacity, node, share, " + ".join(parts)))
-    return out
-
-
-_TYPE_KEYS = ("instance_type", "instance_types", "node_type", "machine_type", "instanceType", "instanceTypes")
-_NAME_KEYS = ("name", "slug", "display_name", "id", "title")
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-
-
-def _profile_from(name: str, entry: dict) -> Profile | None:
-    raw = next((entry[k] for k in _TYPE_KEYS if k in entry), None)
-    instance_type = raw[0] if isinstance(raw, list) and raw else raw
-    if not isinstance(instance_type, str) or not _INSTANCE_TYPE.match(instance_type):
-        return None
-    capacity = str(entry.get("capacity") or entry.get("capacity_type") or "").lower()
-    spot = bool(entry.get("spot")) or capacity == "spot"
-    cpu = entry.get("cpu") or entry.get("cpu_guarantee") or entry.get("cores")
-    memory = entry.get("memory_gib") or entry.get("memory_gb") or entry.get("mem_guarantee_gb") or entry.get("memory")
-    return Profile(name=name, instance_type=instance_type, spot=spot,
-                   cpu=float(cpu) if isinstance(cpu, (int, float)) else None,
-                   memory_gib=float(memory) if isinstance(memory, (int, float)) else None)
-
-
-def profiles_from_config(section: Any, path: str = "") -> list[Profile]:
-    """Every entry of a config section (e.g. ``config.daskhub``) that names an instance type:
-    list items with a name key, or mapping entries keyed by name. Tolerant of the layout, so new
-    keys need no change here."""
-    found: list[Profile] = []
-    if isinstance(section, dict):
-        for key, value in section.items():
-            here = f"{path}.{key}" if path else str(key)
-            if isinstance(value, dict) and (profile := _profile_from(here, value)):
-                found.append(profile)
-            else:
-                found.extend(profiles_from_config(value, here))
-    elif isinstance(section, list):
-        for i, value in enumerate(section):
-            here = f"{path}[{i}]"
-            if isinstance(value, dict):
-                name = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), here)
-                if profile := _profile_from(f"{path}: {name}" if path else name, value):
-                    found.append(profile)
-                    continue
-            found.extend(profiles_from_config(value, here))
-    return found
-
-
-def scalable_node_pools(templates: dict[str, dict], prices_: Prices) -> list[NodePool]:
+def scalable_node_pools(templates: dict[str, dict], prices: Prices) -> list[NodePool]:
     """Node groups / Auto Scaling groups that grow with use (max above min)."""
     index = TemplateIndex(templates)
-    ctx = _Context(index, prices_, dt.date.today(), [])
+    ctx = _Context(index, prices, dt.date.today(), [])
     pools = [node_pool(r, ctx) for r in index.resources() if r.type in ("AWS::EKS::Nodegroup", "AWS::AutoScaling::AutoScalingGroup")]
     return [p for p in pools if p is not None and p.max_size > p.min_size]

@@ -7,13 +7,15 @@ import json
 
 import pytest
 
-from heliocloud import cost
+from heliocloud import cost, user_hours
+from heliocloud.cloudformation import with_nested_stacks
+from heliocloud.prices import PriceError, load_prices
 from heliocloud.cli import main
 
 pytestmark = pytest.mark.unit
 
 H = 730  # hours per month in prices.yaml
-PRICES = cost.load_prices("us-east-1")
+PRICES = load_prices("us-east-1")
 SUMMER = dt.date(2026, 7, 1)  # 1.33 still in standard support
 AUTUMN = dt.date(2026, 8, 1)  # 1.33 in extended support, 1.34 standard
 
@@ -286,15 +288,15 @@ def test_nested_stack_templates_are_priced(tmp_path):
         "ByUrl": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": url}},
         "ByMetadata": {"Type": "AWS::CloudFormation::Stack", "Properties": {},
                        "Metadata": {"aws:asset:path": "App.nested.template.json"}}}}
-    templates = cost.with_nested_stacks({"App": parent}, tmp_path)
+    templates = with_nested_stacks({"App": parent}, tmp_path)
     assert set(templates) == {"App", "App/ByUrl", "App/ByMetadata"}
     assert cost.estimate_idle(templates, PRICES).total == 2.0
 
 
 # ------------------------------------------------------------------------------ prices, users
 def test_unknown_region_is_a_clear_error():
-    with pytest.raises(cost.PriceError, match="no prices for region 'eu-west-1'.*us-east-1"):
-        cost.load_prices("eu-west-1")
+    with pytest.raises(PriceError, match="no prices for region 'eu-west-1'.*us-east-1"):
+        load_prices("eu-west-1")
 
 
 def test_price_file_states_its_date_and_region():
@@ -311,14 +313,14 @@ def test_price_file_states_its_date_and_region():
     ({"kubernetes_version": "1.33", "image": {"name": "pangeo/pangeo-notebook", "tag": "2026.1"}}, []),
 ])
 def test_profiles_are_found_whatever_the_daskhub_layout(section, expected):
-    found = cost.profiles_from_config(section)
+    found = user_hours.profiles_from_config(section)
     assert [(p.name, p.instance_type, p.spot) for p in found] == expected
 
 
 def test_user_hour_cost_is_the_node_and_the_users_share_of_it():
-    small, gpu, odd = cost.user_hour_costs(
-        [cost.Profile("small", "m5.xlarge", cpu=2, memory_gib=4), cost.Profile("gpu", "g4dn.xlarge"),
-         cost.Profile("odd", "zz.huge")], PRICES, public_ip=True)
+    small, gpu, odd = user_hours.user_hour_costs(
+        [user_hours.Profile("small", "m5.xlarge", cpu=2, memory_gib=4), user_hours.Profile("gpu", "g4dn.xlarge"),
+         user_hours.Profile("odd", "zz.huge")], PRICES, public_ip=True)
     node = 0.192 + 20 * 0.10 / H + 0.005
     assert small.node_hour == pytest.approx(node) and small.share_hour == pytest.approx(node / 2)
     assert gpu.node_hour == pytest.approx(0.526 + 20 * 0.10 / H + 0.005) and gpu.share_hour is None
@@ -328,7 +330,7 @@ def test_user_hour_cost_is_the_node_and_the_users_share_of_it():
 # ----------------------------------------------------------------------- the default instance
 @pytest.fixture(scope="module")
 def default_with_nested(default_templates, default_cdk_out) -> dict[str, dict]:
-    return cost.with_nested_stacks(default_templates, default_cdk_out)
+    return with_nested_stacks(default_templates, default_cdk_out)
 
 
 def test_default_instance_prices_every_resource(default_with_nested):

@@ -1,7 +1,6 @@
 """`heliocloud cost`: what the instance costs per month with no users, and per busy user-hour."""
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from heliocloud import cost
+from heliocloud import cloudformation, cost, prices as price_list, user_hours
 from heliocloud.commands import add_config_option
 from heliocloud.commands.synth import read_templates, synthesize
 from heliocloud.config import load_or_exit
@@ -32,8 +31,8 @@ def register(sub) -> None:
 def run(args) -> int:
     config = load_or_exit(args.config)
     try:
-        prices = cost.load_prices(args.region or config.region)
-    except cost.PriceError as exc:
+        prices = price_list.load_prices(args.region or config.region)
+    except price_list.PriceError as exc:
         print(f"heliocloud cost: {exc}", file=sys.stderr)
         return 2
     console = Console(stderr=args.json)
@@ -41,16 +40,16 @@ def run(args) -> int:
         if not (args.cdk_out / "manifest.json").is_file():
             print(f"heliocloud cost: {args.cdk_out} is not a cloud assembly (no manifest.json)", file=sys.stderr)
             return 2
-        templates = cost.with_nested_stacks(read_templates(args.cdk_out), args.cdk_out)
+        templates = cloudformation.with_nested_stacks(read_templates(args.cdk_out), args.cdk_out)
     else:
         with tempfile.TemporaryDirectory(prefix="heliocloud-cost-") as out, console.status("synthesizing (offline)"):
-            templates = cost.with_nested_stacks(synthesize(args.config, Path(out)), Path(out))
+            templates = cloudformation.with_nested_stacks(synthesize(args.config, Path(out)), Path(out))
     estimate = cost.estimate_idle(templates, prices, on=args.on)
     pools = cost.scalable_node_pools(templates, prices)
     public = any(p.public_ip for p in pools)
-    profiles = cost.user_hour_costs(cost.profiles_from_config(config.daskhub), prices, public_ip=public)
-    pool_hours = cost.user_hour_costs(
-        [cost.Profile(p.name, p.instance_type, p.spot) for p in pools], prices, public_ip=public)
+    profiles = user_hours.user_hour_costs(user_hours.profiles_from_config(config.daskhub), prices, public_ip=public)
+    pool_hours = user_hours.user_hour_costs(
+        [user_hours.Profile(p.name, p.instance_type, p.spot) for p in pools], prices, public_ip=public)
     if args.json:
         print(json.dumps({
             "instance": config.name, **estimate.to_dict(),
@@ -90,7 +89,7 @@ def _print(console: Console, name: str, estimate: cost.Estimate, profiles, pool_
         if not rows:
             continue
         hours = Table(title=f"Marginal cost of {title}")
-        hours.add_column("profile")
+        hours.add_column("profile", overflow="fold")
         hours.add_column("instance")
         hours.add_column("whole node $/h", justify="right")
         hours.add_column("user's share $/h", justify="right")

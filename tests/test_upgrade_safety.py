@@ -7,6 +7,7 @@ change of CHANGES applied.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[1]
 
 # Settings an admin may change on a live instance: (dotted path in instance.yaml, new value).
-# Each must differ from the default and must show up in the templates.
+# Each must differ from the default and must show up in the templates (Helm values included).
+# A list item is addressed by its index: "daskhub.profiles.0.cpu".
 CHANGES = [
     ("network.flow_log_retention_days", 90),
     ("auth.password_min_length", 16),
@@ -35,6 +37,10 @@ DATA_TYPES = {
     "AWS::DynamoDB::GlobalTable": "tables replicated across regions",
     "AWS::KMS::Key": "the keys data is encrypted with",
 }
+
+# Data-type resources that hold nothing a deploy cannot recreate, each with its reason:
+# (stack name suffix, logical id prefix) -> why it may be replaced or deleted.
+DISPOSABLE: dict[tuple[str, str], str] = {}
 
 # Properties the CloudFormation documentation marks "Update requires: Replacement" or immutable
 # (the update fails), beyond the createOnlyProperties of the resource provider schemas.
@@ -55,12 +61,16 @@ def immutable_properties(resource_type: str) -> set[str]:
     return create_only | DOCUMENTED_IMMUTABLE.get(resource_type, set())
 
 
+def _disposable(stack: str, logical_id: str) -> bool:
+    return any(stack.endswith(suffix) and logical_id.startswith(prefix) for suffix, prefix in DISPOSABLE)
+
+
 def data_resources(templates: dict[str, dict]) -> dict[tuple[str, str], dict]:
     return {
         (stack, logical_id): body
         for stack, template in templates.items()
         for logical_id, body in template.get("Resources", {}).items()
-        if body["Type"] in DATA_TYPES
+        if body["Type"] in DATA_TYPES and not _disposable(stack, logical_id)
     }
 
 
@@ -93,16 +103,25 @@ def retention_problems(templates: dict[str, dict]) -> list[str]:
     ]
 
 
-def _set(config: dict, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
+def _keys(dotted: str) -> list:
+    return [int(k) if k.isdigit() else k for k in dotted.split(".")]
+
+
+def _set(config, dotted: str, value) -> None:
+    *parents, leaf = _keys(dotted)
     for key in parents:
-        config = config.setdefault(key, {})
+        config = config[key] if isinstance(config, list) else config.setdefault(key, {})
     config[leaf] = value
 
 
-def _get(config: dict, dotted: str):
-    for key in dotted.split("."):
-        config = config.get(key, {}) if isinstance(config, dict) else {}
+def _get(config, dotted: str):
+    for key in _keys(dotted):
+        if isinstance(config, list) and isinstance(key, int) and key < len(config):
+            config = config[key]
+        elif isinstance(config, dict):
+            config = config.get(key)
+        else:
+            return None
     return config
 
 
@@ -122,8 +141,19 @@ def changed_templates(default_config, tmp_path_factory) -> dict[str, dict]:
     return synthesize(str(folder / "instance.yaml"), folder / "cdk.out")
 
 
+def _json_object(value):
+    """Helm values and other documents CDK embeds as JSON strings, parsed; else the value."""
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
 def _leaf_changes(before, after, path=""):
     """(path, old, new) of every scalar that differs between two JSON trees."""
+    before, after = _json_object(before), _json_object(after)
     if isinstance(before, dict) and isinstance(after, dict):
         for key in before.keys() | after.keys():
             yield from _leaf_changes(before.get(key), after.get(key), f"{path}/{key}")
@@ -156,6 +186,15 @@ def test_changed_settings_replace_no_data_resource(default_templates, changed_te
 def test_data_resources_are_retained_on_delete_and_on_replacement(default_templates, changed_templates):
     assert retention_problems(default_templates) == []
     assert retention_problems(changed_templates) == []
+
+
+def test_changes_are_found_inside_embedded_json_and_lists():
+    before = {"S": {"Resources": {"Chart": {"Properties": {"Values": json.dumps({"hub": {"cull": {"timeout": 3600}}})}}}}}
+    after = {"S": {"Resources": {"Chart": {"Properties": {"Values": json.dumps({"hub": {"cull": {"timeout": 7200}}})}}}}}
+    assert [new for _, _, new in _leaf_changes(before, after)] == [7200]
+    config = {"daskhub": {"profiles": [{"cpu": 1}]}}
+    _set(config, "daskhub.profiles.0.cpu", 2)
+    assert _get(config, "daskhub.profiles.0.cpu") == 2 and _get(config, "daskhub.missing.0") is None
 
 
 def test_the_checks_catch_what_they_are_for():

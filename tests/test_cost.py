@@ -363,3 +363,8 @@ def test_cost_command_table(default_cdk_out, capsys):
 def test_cost_command_refuses_an_unknown_region(default_cdk_out, capsys):
     assert main(["cost", "--cdk-out", str(default_cdk_out), "--region", "eu-west-1"]) == 2
     assert "no prices for region 'eu-west-1'" in capsys.readouterr().err
+
+
+def test_cost_command_refuses_a_folder_that_is_not_an_assembly(tmp_path, capsys):
+    assert main(["cost", "--cdk-out", str(tmp_path)]) == 2
+    assert "not a cloud assembly" in capsys.readouterr().err

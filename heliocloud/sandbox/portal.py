@@ -36,7 +36,6 @@ from heliocloud.sandbox.moto import free_port
 UI_DIR = Path(__file__).resolve().parents[2] / "portal-ui"
 EVENT_POLL_SECONDS = 1.0
 ENFORCE_SECONDS = 60.0
-SANDBOX_SSH_USERS_AMI = "ubuntu"  # moto AMI name prefix used for Ubuntu-family images
 
 
 # ----------------------------------------------------------------- provisioning
@@ -66,18 +65,20 @@ def _moto_ami(ec2, name_prefix: str) -> str:
 
 
 def resolve_images(ec2, ssm, images: list[dict]) -> list[dict]:
-    """Keep the configured images; where moto lacks an image's public SSM parameter, publish one
-    pointing at a stock moto AMI of the same OS family, so launches resolve the same way."""
+    """The configured images, resolved for moto: a public SSM parameter moto knows is kept (the
+    handler resolves it at launch, as in AWS); one it lacks (AWS reserves /aws/ names, so it
+    cannot be published) becomes a stock moto AMI of the same OS family."""
+    out = []
     for image in images:
         param = image.get("ssm_parameter")
-        if not param:
-            continue
-        try:
-            ssm.get_parameter(Name=param)
-        except ClientError:
-            prefix = "ubuntu/images" if image["os"] in ("ubuntu", "debian") else "amzn"
-            ssm.put_parameter(Name=param, Value=_moto_ami(ec2, prefix), Type="String")
-    return images
+        if param:
+            try:
+                ssm.get_parameter(Name=param)
+            except ClientError:
+                prefix = "ubuntu/images" if image["os"] in ("ubuntu", "debian") else "amzn"
+                image = {**{k: v for k, v in image.items() if k != "ssm_parameter"}, "ami": _moto_ami(ec2, prefix)}
+        out.append(image)
+    return out
 
 
 def provision(sandbox: Sandbox, *, client_name: str = "portal") -> dict:

@@ -24,8 +24,12 @@ def _table(name: str):
     return boto3.resource("dynamodb").Table(name)
 
 
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def _plain(item: dict) -> dict:
-    return {k: (float(v) if isinstance(v, Decimal) else v) for k, v in item.items()}
+    return {k: (_number(v) if isinstance(v, Decimal) else v) for k, v in item.items()}
 
 
 def _query_all(table, **kwargs) -> list[dict]:

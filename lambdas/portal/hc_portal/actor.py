@@ -12,14 +12,14 @@ import boto3
 
 from hc_portal.settings import Settings
 
-_SESSIONS: dict[str, tuple[float, object]] = {}
+_SESSIONS: dict[tuple[str, str], tuple[float, object]] = {}
 SESSION_SECONDS = 900
 
 
 def ec2_as(owner: str, settings: Settings):
     if not settings.actor_role_arn:
         raise RuntimeError("actor_role_arn is not configured; the portal never acts on EC2 with its own role")
-    cached = _SESSIONS.get(owner)
+    cached = _SESSIONS.get((settings.actor_role_arn, owner))
     if cached and cached[0] > time.time() + 60:
         return cached[1]
     creds = boto3.client("sts").assume_role(
@@ -34,5 +34,5 @@ def ec2_as(owner: str, settings: Settings):
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
     )
-    _SESSIONS[owner] = (time.time() + SESSION_SECONDS, client)
+    _SESSIONS[(settings.actor_role_arn, owner)] = (time.time() + SESSION_SECONDS, client)
     return client

@@ -230,7 +230,7 @@ class Api:
         key = self._own_key(who.sub, name)
         if key is None:
             raise not_found(f"key pair {name}")
-        self._ec2_call(lambda: ec2_as(who.sub, self.settings).delete_key_pair(KeyPairId=key["KeyPairId"]))
+        self._ec2_call(lambda: ec2_as(who.sub, self.settings).delete_key_pair(KeyName=key["KeyName"]))
         return 200, {"deleted": name}
 
     # --- spend

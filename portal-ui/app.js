@@ -144,18 +144,19 @@ function renderBudget(budget) {
 }
 
 function renderChart(daily) {
-  const w = 280, h = 120, pad = 16, max = Math.max(0.01, ...daily.map((d) => d.usd));
+  // Drawn at the box's own width so bars fill the card on a laptop and on a phone.
+  const w = Math.max(240, $("#chart").clientWidth || 280), h = 130, pad = 16, max = Math.max(0.01, ...daily.map((d) => d.usd));
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.setAttribute("role", "img");
-  const barW = (w - pad) / daily.length;
+  const barW = w / daily.length;
   daily.forEach((d, i) => {
     const bh = ((h - 2 * pad) * d.usd) / max;
     const rect = document.createElementNS(ns, "rect");
-    rect.setAttribute("x", (i * barW + 4).toFixed(1));
+    rect.setAttribute("x", (i * barW + barW * 0.15).toFixed(1));
     rect.setAttribute("y", (h - pad - bh).toFixed(1));
-    rect.setAttribute("width", (barW - 8).toFixed(1));
+    rect.setAttribute("width", (barW * 0.7).toFixed(1));
     rect.setAttribute("height", Math.max(bh, 0.5).toFixed(1));
     rect.setAttribute("class", i === daily.length - 1 ? "bar-rect today" : "bar-rect");
     const title = document.createElementNS(ns, "title");
@@ -190,6 +191,7 @@ function renderCosts(costs) {
 function actionButton(label, cls, handler) {
   return el("button", { type: "button", class: cls, onclick: async (e) => {
     e.target.disabled = true;
+    showError("");
     try { await handler(); } catch (err) { showError(err.message); } finally { e.target.disabled = false; }
   } }, label);
 }
@@ -223,7 +225,9 @@ function renderInstances(list) {
   )));
   $("#running-empty").hidden = running.length > 0;
   $("#stopped-empty").hidden = stopped.length > 0;
-  return list.some((i) => ["pending", "stopping"].includes(i.state));
+  // Poll quickly while something is changing, and just after a launch or start: the ledger
+  // learns about state changes from EC2's events within seconds.
+  return list.some((i) => ["pending", "stopping"].includes(i.state) || (i.running_seconds !== null && i.running_seconds < 30));
 }
 
 function renderKeys(keys) {
@@ -283,6 +287,7 @@ async function refresh() {
     const busy = renderInstances(instances.instances);
     renderKeys(keys.keys);
     renderCosts(costs);
+    if (!$("#admin").hidden) await renderAdmin();
     refreshTimer = setTimeout(refresh, busy ? 3000 : 30000);
   } catch (err) {
     showError(err.message);
@@ -353,7 +358,6 @@ async function showDashboard() {
     $("#dashboard").hidden = false;
     renderCatalog();
     await refresh();
-    if (me.admin) await renderAdmin();
   } catch (err) { showError(err.message); }
 }
 

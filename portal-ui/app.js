@@ -225,6 +225,8 @@ function renderInstances(list) {
   )));
   $("#running-empty").hidden = running.length > 0;
   $("#stopped-empty").hidden = stopped.length > 0;
+  $("#running").hidden = running.length === 0;
+  $("#stopped").hidden = stopped.length === 0;
   // Poll quickly while something is changing, and just after a launch or start: the ledger
   // learns about state changes from EC2's events within seconds.
   return list.some((i) => ["pending", "stopping"].includes(i.state) || (i.running_seconds !== null && i.running_seconds < 30));

@@ -162,3 +162,13 @@ def test_lambdas_python312_and_state_change_rule_with_dlq(template):
 
 def test_outputs(template):
     assert {"PortalUrl", "ApiUrl", "AppClientId"} <= set(template["Outputs"])
+
+
+def test_semantic_checks_name_the_bad_key():
+    from heliocloud.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"portal\.volume_gb: needs min <= default <= max"):
+        validate({"instance": {"name": "lab"}, "portal": {"volume_gb": {"min": 100, "default": 50}}})
+    twice = {"type": "t3.small", "vcpus": 2, "memory_gib": 2, "prices": {"us-east-1": 0.02}}
+    with pytest.raises(ConfigError, match=r"portal\.instance_types\[1\]\.type: 't3.small' is listed twice"):
+        validate({"instance": {"name": "lab"}, "portal": {"instance_types": [twice, twice]}})

@@ -156,3 +156,53 @@ def test_readable_on_a_phone(sandbox, browser):
     page.screenshot(path=SHOTS / "portal-phone.png")
     page.locator("#running").screenshot(path=SHOTS / "portal-phone-instances.png")
     context.close()
+
+
+def test_hosted_ui_sign_in_with_pkce(sandbox, browser):
+    """The deployed sign-in path: authorization code + PKCE against the Cognito hosted UI (its
+    two endpoints are played by Playwright routes; the token handed back is a real one from the
+    sandbox's pool, so the dashboard then loads through the verified API)."""
+    import base64
+    import hashlib
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    import requests
+
+    bob = sandbox["users"]["bob"]
+    id_token = requests.post(f"{sandbox['portal']}/auth/signin", json={"email": bob["email"], "password": bob["password"]},
+                             timeout=10).json()["id_token"]
+    domain = "https://helio-heliocloud.auth.us-east-1.amazoncognito.com"
+    redirect = f"{sandbox['portal']}/"
+    seen = {}
+    context = browser.new_context()
+
+    context.route("**/config.json", lambda route: route.fulfill(json={
+        "mode": "cognito", "domain": domain, "client_id": "portal-client", "redirect_uri": redirect}))
+
+    def authorize(route):
+        query = {k: v[0] for k, v in parse_qs(urlsplit(route.request.url).query).items()}
+        seen["authorize"] = query
+        route.fulfill(status=302, headers={"Location": f"{redirect}?{urlencode({'code': 'c0de', 'state': query['state']})}"})
+
+    def token(route):
+        form = {k: v[0] for k, v in parse_qs(route.request.post_data).items()}
+        seen["token"] = form
+        route.fulfill(json={"id_token": id_token, "token_type": "Bearer", "expires_in": 3600},
+                      headers={"Access-Control-Allow-Origin": sandbox["portal"]})
+
+    context.route(f"{domain}/oauth2/authorize**", authorize)
+    context.route(f"{domain}/oauth2/token", token)
+    page = context.new_page()
+    page.goto(sandbox["portal"])
+    page.click("#hosted-signin")
+    page.wait_for_selector("#dashboard:not([hidden])")
+    assert page.text_content("#who") == bob["email"]
+    auth = seen["authorize"]
+    assert auth["response_type"] == "code" and auth["client_id"] == "portal-client"
+    assert auth["code_challenge_method"] == "S256" and auth["redirect_uri"] == redirect
+    form = seen["token"]
+    assert form["grant_type"] == "authorization_code" and form["code"] == "c0de"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(form["code_verifier"].encode()).digest()).rstrip(b"=").decode()
+    assert digest == auth["code_challenge"]
+    assert "code=" not in page.url  # the code is removed from the address bar
+    context.close()

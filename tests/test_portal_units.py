@@ -123,7 +123,8 @@ def test_run_instances_request_tags_and_hardening(settings):
                                  root_device="/dev/sda1", client_token="t")
     kinds = {t["ResourceType"]: {x["Key"]: x["Value"] for x in t["Tags"]} for t in spec["TagSpecifications"]}
     assert set(kinds) == {"instance", "volume", "network-interface"}
-    assert all(tags["Owner"] == "sub-1" and tags["Name"] == "gpu1" and tags["heliocloud:portal"] == "helio" for tags in kinds.values())
+    assert all(tags["Owner"] == "sub-1" and tags["Name"] == "gpu1" and tags["heliocloud:portal"] == "helio"
+               and tags["heliocloud:instance"] == "helio" for tags in kinds.values())
     ebs = spec["BlockDeviceMappings"][0]
     assert ebs["DeviceName"] == "/dev/sda1" and ebs["Ebs"] == {"VolumeSize": 80, "VolumeType": "gp3", "Encrypted": True,
                                                                "DeleteOnTermination": True}

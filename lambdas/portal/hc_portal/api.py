@@ -19,7 +19,7 @@ from hc_portal import budget, ledger, validation
 from hc_portal.actor import ec2_as
 from hc_portal.caller import Caller, caller
 from hc_portal.errors import ApiError, bad, not_found
-from hc_portal.launch import OWNER_TAG, PORTAL_TAG, ec2_key_name, run_instances_request
+from hc_portal.launch import OWNER_TAG, PORTAL_TAG, ec2_key_name, run_instances_request, tags
 from hc_portal.settings import Settings, current
 from hc_portal.ssh import session_manager_command, ssh_command, ssh_user
 from hc_portal.store import Store
@@ -53,18 +53,18 @@ def _tags(instance: dict) -> dict:
 
 
 def instance_view(instance: dict, record: dict, settings: Settings, now: datetime) -> dict:
-    tags = _tags(instance)
+    labels = _tags(instance)
     state = instance["State"]["Name"]
-    os_family = tags.get("heliocloud:os") or record.get("os", "amazon-linux")
+    os_family = labels.get("heliocloud:os") or record.get("os", "amazon-linux")
     host = instance.get("PublicDnsName") or instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
     launched = instance["LaunchTime"]
     running_seconds = int((now - launched).total_seconds()) if state in ACTIVE_STATES else None
     return {
         "id": instance["InstanceId"],
-        "name": tags.get("Name") or record.get("name"),
+        "name": labels.get("Name") or record.get("name"),
         "state": state,
         "os": os_family,
-        "image": tags.get("heliocloud:image") or record.get("image"),
+        "image": labels.get("heliocloud:image") or record.get("image"),
         "instance_type": instance["InstanceType"],
         "price_per_hour": settings.hourly_price(instance["InstanceType"]),
         "volume_gb": record.get("volume_gb"),
@@ -164,7 +164,7 @@ class Api:
         record = self.store.owned_instance(who.sub, instance_id)
         if record is None:
             raise not_found(f"instance {instance_id}")
-        found = _describe(self.ec2, InstanceIds=[instance_id]) if record else []
+        found = _describe(self.ec2, InstanceIds=[instance_id])
         if not found or _tags(found[0]).get(OWNER_TAG) != who.sub:
             raise not_found(f"instance {instance_id}")
         return {"record": record, "instance": found[0]}
@@ -217,9 +217,7 @@ class Api:
             raise ApiError(409, f"name: you already have a key pair named {name!r}", field="name", code="conflict")
         created = self._ec2_call(lambda: ec2_as(who.sub, self.settings).create_key_pair(
             KeyName=ec2_key_name(who.sub, name), KeyType="ed25519", KeyFormat="pem",
-            TagSpecifications=[{"ResourceType": "key-pair", "Tags": [
-                {"Key": OWNER_TAG, "Value": who.sub}, {"Key": PORTAL_TAG, "Value": self.settings.portal_name},
-                {"Key": "Name", "Value": name}]}]))
+            TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags(who.sub, name, self.settings)}]))
         # The private key passes through this response once and is stored nowhere.
         return 201, {"name": name, "fingerprint": created.get("KeyFingerprint"), "private_key": created["KeyMaterial"],
                      "filename": f"{name}.pem",

@@ -8,6 +8,7 @@ from hc_portal.validation import LaunchRequest
 
 OWNER_TAG = "Owner"
 PORTAL_TAG = "heliocloud:portal"
+INSTANCE_TAG = "heliocloud:instance"  # the cost-allocation tag every stack resource carries too
 
 
 def ec2_key_name(owner: str, name: str) -> str:
@@ -16,7 +17,7 @@ def ec2_key_name(owner: str, name: str) -> str:
 
 
 def tags(owner: str, name: str, settings: Settings, **extra: str) -> list[dict]:
-    base = {"Name": name, OWNER_TAG: owner, PORTAL_TAG: settings.portal_name, **extra}
+    base = {"Name": name, OWNER_TAG: owner, PORTAL_TAG: settings.portal_name, INSTANCE_TAG: settings.portal_name, **extra}
     return [{"Key": k, "Value": v} for k, v in base.items()]
 
 

@@ -234,6 +234,8 @@ def test_ledger_running_event_after_a_later_stop_is_closed(portal):
 
 def test_ledger_ignores_foreign_instances_and_junk(portal):
     assert events.apply({"detail": {}}, portal.store, portal.settings).startswith("ignored")
+    assert events.apply(state_event("i-0123456789abcdef0", "running", "yesterday"), portal.store,
+                        portal.settings).startswith("ignored: unreadable time")
     assert events.apply(state_event("i-0123456789abcdef0", "running", "2026-03-02T09:00:00Z"),
                         portal.store, portal.settings).startswith("ignored")
 

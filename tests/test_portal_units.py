@@ -183,7 +183,8 @@ def test_reconcile_period_and_grouping():
     assert reconcile.period(datetime(2026, 3, 1).date()) == ("2026-02-01", "2026-03-01")
     results = [{"Groups": [{"Keys": ["Owner$a"], "Metrics": {"UnblendedCost": {"Amount": "1.5"}}},
                            {"Keys": ["Owner$"], "Metrics": {"UnblendedCost": {"Amount": "9"}}}]},
-               {"Groups": [{"Keys": ["Owner$a"], "Metrics": {"UnblendedCost": {"Amount": "0.5"}}}]}]
+               {"Groups": [{"Keys": ["Owner$a"], "Metrics": {"UnblendedCost": {"Amount": "0.5"}}},
+                           {"Keys": ["Owner$b"], "Metrics": {}}, {"Keys": []}]}]
     assert reconcile.billed_by_owner(results) == {"a": 2.0}
 
 
@@ -199,3 +200,27 @@ def test_portal_config_defaults_and_errors():
         validate({"portal": {"images": [{"name": "x", "os": "ubuntu"}]}})
     with pytest.raises(Exception, match="idle_stop.minutes"):
         validate({"portal": {"idle_stop": {"minutes": 1}}})
+
+
+def test_price_list_parsing_and_refresh():
+    from hc_portal import pricing
+
+    product = {"product": {"attributes": {"instanceType": "g4dn.xlarge", "regionCode": "us-east-1"}},
+               "terms": {"OnDemand": {"ABC.JRTCKXETXF": {"priceDimensions": {
+                   "ABC.JRTCKXETXF.6YS6EN2CT7": {"unit": "Hrs", "pricePerUnit": {"USD": "0.5260000000"}}}}}}}
+    import json as _json
+    assert pricing.on_demand_usd([_json.dumps(product)]) == 0.526
+    assert pricing.on_demand_usd([]) is None
+    fields = {f["Field"]: f["Value"] for f in pricing.product_filters("g4dn.xlarge", "eu-west-1")}
+    assert fields["regionCode"] == "eu-west-1" and fields["operatingSystem"] == "Linux" and fields["tenancy"] == "Shared"
+    types = [{"type": "g4dn.xlarge", "vcpus": 4, "memory_gib": 16, "gpus": 1, "prices": {"us-east-1": 0.5, "eu-west-1": 0.6}}]
+    new = pricing.refreshed(types, {("g4dn.xlarge", "us-east-1"): 0.526, ("g4dn.xlarge", "eu-west-1"): None})
+    assert new[0]["prices"] == {"us-east-1": 0.526, "eu-west-1": 0.6} and types[0]["prices"]["us-east-1"] == 0.5
+    validate({"portal": {"instance_types": new}})  # the output is a valid table
+
+
+def test_portal_prices_command_is_registered():
+    from heliocloud.cli import build_parser
+
+    args = build_parser().parse_args(["portal", "prices", "--region", "eu-west-1"])
+    assert args.regions == ["eu-west-1"] and args.func.__name__ == "run_prices"

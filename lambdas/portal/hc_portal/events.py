@@ -21,7 +21,11 @@ def apply(event: dict, store: Store, settings: Settings) -> str:
     instance_id, state, when = detail.get("instance-id"), detail.get("state"), event.get("time")
     if not (instance_id and state and when):
         return "ignored: not an EC2 state-change event"
-    at = ledger.parse_time(when)
+    try:
+        at = ledger.parse_time(when)
+    except (TypeError, ValueError):
+        # A malformed event can never succeed; retrying it would only fill the dead-letter queue.
+        return f"ignored: unreadable time {when!r}"
     record = store.instance_by_id(instance_id)
     if record is None:
         return f"ignored: {instance_id} is not a portal VM"

@@ -30,12 +30,15 @@ def billed_by_owner(results: list[dict]) -> dict[str, float]:
     out: dict[str, float] = {}
     for result in results:
         for group in result.get("Groups", []):
-            key = group["Keys"][0]
-            owner = key.split("$", 1)[1] if "$" in key else key
-            if not owner:
+            try:
+                key = group["Keys"][0]
+                amount = float(group["Metrics"]["UnblendedCost"]["Amount"])
+            except (KeyError, IndexError, TypeError, ValueError):
+                log.warning("skipping an unreadable Cost Explorer group: %r", group)
                 continue
-            amount = float(group["Metrics"]["UnblendedCost"]["Amount"])
-            out[owner] = out.get(owner, 0.0) + amount
+            owner = key.split("$", 1)[1] if "$" in key else key
+            if owner:
+                out[owner] = out.get(owner, 0.0) + amount
     return out
 
 

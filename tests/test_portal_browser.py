@@ -136,7 +136,15 @@ def test_researcher_journey(sandbox, browser):
     context.close()
 
 
-def test_bob_sees_nothing_of_alices(sandbox, browser):
+def test_bob_sees_nothing_of_alices_and_his_budget_in_words(sandbox, browser):
+    import requests
+
+    users = sandbox["users"]
+    alice = requests.post(f"{sandbox['portal']}/auth/signin", timeout=10,
+                          json={"email": users["alice"]["email"], "password": users["alice"]["password"]}).json()["id_token"]
+    budget_url = f"{sandbox['portal']}/api/admin/budgets/{users['bob']['sub']}"
+    # An admin (alice) sets bob's budget to zero: "no spending".
+    assert requests.put(budget_url, json={"monthly_usd": 0}, headers={"Authorization": f"Bearer {alice}"}, timeout=10).ok
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     sign_in(page, sandbox, "bob")
@@ -144,6 +152,14 @@ def test_bob_sees_nothing_of_alices(sandbox, browser):
     assert page.locator("#running tbody tr").count() == 0 and page.locator("#stopped tbody tr").count() == 0
     assert page.locator("#keys li").count() == 0
     assert page.is_hidden("#admin") and page.is_hidden("#admin-link")
+    assert "budget is used up" in page.text_content("#budget-message")
+    page.fill("#launch-form input[name=name]", "blocked")
+    page.click("#launch-form button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "Your monthly budget of $0.00 is used up" in page.text_content("#error")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=SHOTS / "portal-budget-exceeded.png", clip={"x": 0, "y": 0, "width": 1280, "height": 560})
+    assert requests.put(budget_url, json={"monthly_usd": None}, headers={"Authorization": f"Bearer {alice}"}, timeout=10).ok
     context.close()
 
 

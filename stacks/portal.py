@@ -15,8 +15,8 @@ from hc_portal import settings as portal_settings
 from heliocloud.config import InstanceConfig, semantic_check
 from stacks.auth import AuthStack
 from stacks.network import NetworkStack
-from stacks.portal_backend import (PORTAL_TAG, Ec2ActorRole, PortalApi, PortalFunctions, PortalSchedules,
-                                   PortalTables, VmAccess, ec2_arn)
+from hc_portal.launch import PORTAL_TAG
+from stacks.portal_backend import Ec2ActorRole, PortalApi, PortalFunctions, PortalSchedules, PortalTables, VmAccess, ec2_arn
 from stacks.portal_web import PortalWebsite
 from stacks.security import acknowledge
 

@@ -20,7 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from hc_portal.api import ROUTES
-from hc_portal.launch import OWNER_TAG, PORTAL_TAG
+from hc_portal.launch import OWNER_TAG
 from hc_portal.tables import ENV_VARS, TABLES
 from stacks.security import acknowledge
 
@@ -233,12 +233,3 @@ class PortalApi(Construct):
     @property
     def domain_name(self) -> str:
         return f"{self.http_api.api_id}.execute-api.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}"
-
-
-def grant_describe(role: iam.IGrantable, actions: list[str]) -> None:
-    statement = iam.PolicyStatement(actions=actions, resources=["*"])
-    role.grant_principal.add_to_principal_policy(statement)
-
-
-__all__ = ["PortalTables", "VmAccess", "Ec2ActorRole", "PortalFunctions", "PortalSchedules", "PortalApi",
-           "PORTAL_TAG", "ec2_arn", "grant_describe"]

@@ -172,3 +172,28 @@ def test_semantic_checks_name_the_bad_key():
     twice = {"type": "t3.small", "vcpus": 2, "memory_gib": 2, "prices": {"us-east-1": 0.02}}
     with pytest.raises(ConfigError, match=r"portal\.instance_types\[1\]\.type: 't3.small' is listed twice"):
         validate({"instance": {"name": "lab"}, "portal": {"instance_types": [twice, twice]}})
+
+
+def test_only_the_nightly_job_may_call_cost_explorer(template):
+    """A dashboard view cannot cost a Cost Explorer call: the API's role has no ce:* at all."""
+    roles = resources(template, "AWS::IAM::Role")
+    with_ce = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if "ce:" in json.dumps(policy["Properties"]["PolicyDocument"]):
+            with_ce |= {r["Ref"] for r in policy["Properties"]["Roles"]}
+    assert [k for k in with_ce if k in roles] == [k for k in roles if k.startswith("FunctionsReconcileRole")]
+
+
+def test_lambda_asset_imports_only_the_runtime():
+    """The asset folder ships alone: stdlib, boto3/botocore and its own package only."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    allowed = set(sys.stdlib_module_names) | {"boto3", "botocore", "hc_portal"}
+    for path in (Path(__file__).resolve().parents[1] / "lambdas" / "portal").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"

@@ -21,7 +21,7 @@ from constructs import Construct
 
 from hc_portal.api import ROUTES
 from hc_portal.launch import OWNER_TAG
-from hc_portal.tables import ENV_VARS, TABLES
+from hc_portal.tables import ENV_VARS, TABLES, TTL_ATTRIBUTES
 from stacks.security import acknowledge
 
 LAMBDA_ASSET = Path(__file__).resolve().parents[1] / "lambdas" / "portal"
@@ -47,6 +47,7 @@ class PortalTables(Construct):
                 point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                     point_in_time_recovery_enabled=True),
                 removal_policy=cdk.RemovalPolicy.RETAIN,
+                time_to_live_attribute=TTL_ATTRIBUTES.get(logical),
             )
             for index, key in indexes.items():
                 table.add_global_secondary_index(

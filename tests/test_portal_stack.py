@@ -126,6 +126,8 @@ def test_tables_are_retained_with_point_in_time_recovery(template):
     for table in tables.values():
         assert table["DeletionPolicy"] == "Retain"
         assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    ttl = [t["Properties"]["TimeToLiveSpecification"] for t in tables.values() if "TimeToLiveSpecification" in t["Properties"]]
+    assert ttl == [{"AttributeName": "expires_at", "Enabled": True}]
 
 
 def test_cloudfront_https_oac_and_security_headers(template):

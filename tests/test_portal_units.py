@@ -61,14 +61,16 @@ def test_storage_accrues_while_stopped_and_month_boundary_splits():
     storage = iv("2026-03-31T00:00:00Z", None, 0.01, kind="storage")
     s = ledger.summary([storage], now)
     assert s["month_to_date"] == pytest.approx(0.06)
-    assert s["all_time"] == pytest.approx(0.30)
+    assert s["retained_total"] == pytest.approx(0.30)
 
 
 def test_interval_item_round_trip():
     interval = iv("2026-03-10T01:00:00Z", None, 0.0416)
     item = ledger.to_item("sub-1", interval)
-    assert item["interval"] == "i-1#compute#2026-03-10T01:00:00Z" and "end" not in item
+    assert item["interval"] == "i-1#compute#2026-03-10T01:00:00Z" and "end" not in item and "expires_at" not in item
     assert ledger.from_item(item) == interval
+    closed = ledger.to_item("sub-1", iv("2026-03-10T01:00:00Z", "2026-03-10T02:00:00Z", 0.1))
+    assert closed["expires_at"] == int(T("2027-04-14T02:00:00Z").timestamp())
 
 
 # ------------------------------------------------------------------ budget

@@ -30,7 +30,7 @@ from hc_portal import enforcer, events, ledger, reconcile
 from hc_portal import settings as portal_settings
 from hc_portal.launch import OWNER_TAG, PORTAL_TAG
 from hc_portal.store import Store
-from hc_portal.tables import ENV_VARS, TABLES
+from hc_portal.tables import ENV_VARS, TABLES, TTL_ATTRIBUTES
 from heliocloud.sandbox import Sandbox
 from heliocloud.sandbox.moto import free_port
 
@@ -56,6 +56,9 @@ def create_tables(dynamodb, prefix: str) -> dict[str, str]:
             kwargs["GlobalSecondaryIndexes"] = [{"IndexName": index, "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
                                                  "Projection": {"ProjectionType": "ALL"}} for index, key in indexes.items()]
         dynamodb.create_table(**kwargs)
+        if logical in TTL_ATTRIBUTES:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": TTL_ATTRIBUTES[logical]})
         names[logical] = name
     return names
 

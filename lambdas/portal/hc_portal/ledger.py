@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 RUNNING_STATES = {"running"}
+RETAIN_DAYS = 400  # closed intervals expire (DynamoDB TTL) after 13 months: budgets are monthly
 STOP_STATES = {"stopping", "stopped", "shutting-down", "terminated"}
 
 
@@ -72,7 +73,7 @@ def summary(intervals: list[Interval], now: datetime) -> dict:
     return {
         "month_to_date": round(spend(intervals, month_start(now), now), 4),
         "last_7_days": round(sum(d["usd"] for d in series), 4),
-        "all_time": round(spend(intervals, earliest, now), 4),
+        "retained_total": round(spend(intervals, earliest, now), 4),  # the last 13 months (TTL)
         "daily": series,
         "rate_per_hour": round(sum(i.rate_per_hour for i in intervals if i.end is None and i.start <= now), 4),
     }
@@ -92,7 +93,13 @@ def to_item(owner: str, interval: Interval) -> dict:
             "start": iso(interval.start), "rate_per_hour": str(interval.rate_per_hour)}
     if interval.end is not None:
         item["end"] = iso(interval.end)
+        item["expires_at"] = expires_at(interval.end)
     return item
+
+
+def expires_at(end: datetime) -> int:
+    """Epoch seconds at which DynamoDB may delete a closed interval."""
+    return int((end + timedelta(days=RETAIN_DAYS)).timestamp())
 
 
 def from_item(item: dict) -> Interval:

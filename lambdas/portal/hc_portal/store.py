@@ -116,8 +116,8 @@ class Store:
             try:
                 self.ledger.update_item(
                     Key={"owner": owner, "interval": row["interval"]},
-                    UpdateExpression="SET #end = :end", ExpressionAttributeNames={"#end": "end"},
-                    ExpressionAttributeValues={":end": ledger.iso(end)},
+                    UpdateExpression="SET #end = :end, expires_at = :ttl", ExpressionAttributeNames={"#end": "end"},
+                    ExpressionAttributeValues={":end": ledger.iso(end), ":ttl": ledger.expires_at(end)},
                     ConditionExpression=Attr("end").not_exists(),
                 )
                 closed += 1

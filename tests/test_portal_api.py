@@ -109,6 +109,7 @@ def test_costs_and_admin_costs(portal):
 
 def test_admin_sets_a_budget_override(portal):
     bob = portal.sub("bob")
+    portal.call("bob", "GET", "/api/me")  # users are known to the portal once they signed in
     assert portal.call("bob", "PUT", f"/api/admin/budgets/{bob}", {"monthly_usd": 5})[0] == 403
     status, body, _ = portal.call("alice", "PUT", f"/api/admin/budgets/{bob}", {"monthly_usd": 5})
     assert status == 200 and body["budget"]["monthly_usd"] == 5 and body["budget"]["override"]
@@ -251,3 +252,26 @@ def test_reconcile_makes_one_cost_explorer_call_grouped_by_owner(portal, moto):
     assert report["calls"] == 1 and report["users"] == 2 and report["billed_through"] == "2026-03-14"
     assert portal.call("alice", "GET", "/api/costs")[1]["billed"] == {"usd": 12.5, "through": "2026-03-14"}
     assert portal.call("alice", "GET", "/api/admin/costs")[1]["billed_through"] == "2026-03-14"
+
+
+def test_vm_names_are_unique_per_user(portal):
+    launch(portal)
+    status, error, _ = portal.call("alice", "POST", "/api/instances", LAUNCH)
+    assert status == 409 and error["field"] == "name"
+    assert portal.call("bob", "POST", "/api/instances", LAUNCH)[0] == 201  # names are per user
+
+
+def test_admin_budget_for_an_unknown_user_is_404(portal):
+    assert portal.call("alice", "PUT", "/api/admin/budgets/no-such-user", {"monthly_usd": 5})[0] == 404
+
+
+def test_a_launch_whose_record_cannot_be_written_leaves_no_vm_running(portal, monkeypatch):
+    def refuse(item):
+        raise RuntimeError("DynamoDB unavailable")
+
+    monkeypatch.setattr(portal.api.store, "put_instance", refuse)
+    status, error, _ = portal.call("alice", "POST", "/api/instances", LAUNCH)
+    assert status == 500 and "request" in error["message"]
+    ec2 = portal.sandbox.client("ec2")
+    states = [i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert states and all(s in ("shutting-down", "terminated") for s in states)

@@ -141,7 +141,10 @@ class Api:
         s, now = self.settings, self.clock()
         request = validation.launch_request(validation.json_body(event), s)
         budget.refuse_if_exceeded(budget_status(self.store, s, who.sub, now), "launch a VM")
-        active = owned_ec2_instances(self.ec2, s, who.sub, ACTIVE_STATES)
+        listed = owned_ec2_instances(self.ec2, s, who.sub)
+        if any(_tags(i).get("Name") == request.name for i in listed):
+            raise ApiError(409, f"name: you already have a VM named {request.name!r}", field="name", code="conflict")
+        active = [i for i in listed if i["State"]["Name"] in ACTIVE_STATES]
         if len(active) >= s.max_running_per_user:
             raise ApiError(409, f"You already have {len(active)} VM(s) running or starting, the most allowed "
                                 f"({s.max_running_per_user}). Stop one first.", code="quota")
@@ -150,12 +153,20 @@ class Api:
         image_id, root_device = self._resolve_image(request.image)
         spec = run_instances_request(settings=s, owner=who.sub, request=request, image_id=image_id,
                                      root_device=root_device, client_token=str(uuid.uuid4()))
-        instance = self._ec2_call(lambda: ec2_as(who.sub, s).run_instances(**spec))["Instances"][0]
+        actor = ec2_as(who.sub, s)
+        instance = self._ec2_call(lambda: actor.run_instances(**spec))["Instances"][0]
         record = {"owner": who.sub, "instance_id": instance["InstanceId"], "name": request.name,
                   "image": request.image, "os": s.image(request.image)["os"], "instance_type": request.instance_type,
                   "volume_gb": request.volume_gb, "key_name": request.key_name, "email": who.email,
                   "launched_at": ledger.iso(now)}
-        self.store.put_instance({k: v for k, v in record.items() if v is not None})
+        try:
+            self.store.put_instance({k: v for k, v in record.items() if v is not None})
+        except Exception:
+            # Without its ownership record the VM would be invisible to its owner and unpriced:
+            # never leave one running.
+            log.exception("ownership record failed; terminating %s", instance["InstanceId"])
+            actor.terminate_instances(InstanceIds=[instance["InstanceId"]])
+            raise
         return 201, {"instance": instance_view(instance, record, s, now)}
 
     def _owned(self, who: Caller, event: dict) -> dict:
@@ -267,6 +278,8 @@ class Api:
         self._require_admin(who)
         sub = validation.user_sub((event.get("pathParameters") or {}).get("sub"))
         monthly = validation.budget_request(validation.json_body(event))
+        if "email" not in self.store.user(sub):
+            raise not_found(f"user {sub} (users appear once they have signed in)")
         self.store.set_budget(sub, monthly)
         return 200, {"sub": sub, "budget": budget_status(self.store, self.settings, sub, self.clock())}
 

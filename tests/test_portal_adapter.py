@@ -86,6 +86,7 @@ def test_unknown_routes_and_static_files(served):
     assert requests.get(f"{server.url}/../pyproject.toml", timeout=10).status_code == 404
     assert requests.get(f"{server.url}/%2e%2e/pyproject.toml", timeout=10).status_code == 404
     assert requests.get(f"{server.url}/config.json", timeout=10).json()["mode"] == "sandbox"
+    assert requests.post(f"{server.url}/api/keys", data=b"x" * 70_000, timeout=10).status_code == 413
     wrong = requests.post(f"{server.url}/auth/signin", json={"email": portal.users["bob"]["email"], "password": "nope"}, timeout=10)
     assert wrong.status_code == 401 and "password" in wrong.json()["message"]
 

@@ -128,6 +128,16 @@ def test_researcher_journey(sandbox, browser):
     assert "stopped by you" in stopped.text_content()
     page.screenshot(path=SHOTS / "portal-stopped.png", full_page=True)
 
+    # Start it again, stop it, then terminate it (after confirming): it is gone from both lists.
+    stopped.locator("button:has-text('Start')").click()
+    row.locator(".state.running").wait_for(timeout=15000)
+    row.locator("button:has-text('Stop')").click()
+    stopped.locator(".state.stopped").wait_for(timeout=15000)
+    page.once("dialog", lambda dialog: dialog.accept())
+    stopped.locator("button:has-text('Terminate')").click()
+    stopped.wait_for(state="detached", timeout=15000)
+    assert page.locator("tr:has-text('sdo-analysis')").count() == 0
+
     # Admin view: alice is in the admins group.
     page.wait_for_selector("#admin:not([hidden]) #admin-table tbody tr")
     assert sandbox["users"]["bob"]["email"] in page.text_content("#admin-table")

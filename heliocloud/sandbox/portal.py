@@ -36,6 +36,7 @@ from heliocloud.sandbox.moto import free_port
 
 UI_DIR = Path(__file__).resolve().parents[2] / "portal-ui"
 EVENT_POLL_SECONDS = 1.0
+MAX_BODY_BYTES = 64 * 1024  # the API's bodies are tiny; refuse anything that is not
 ENFORCE_SECONDS = 60.0
 
 
@@ -223,13 +224,21 @@ class PortalServer:
                 self._send(status, json.dumps(doc).encode(), {"Content-Type": "application/json",
                                                               "Cache-Control": "no-store", **headers})
 
-            def _body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
+            def _body(self) -> bytes | None:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    return None
+                if not 0 <= length <= MAX_BODY_BYTES:
+                    return None
                 return self.rfile.read(length) if length else b""
 
             def _route(self, method: str):
                 parts = urlsplit(self.path)
                 body = self._body()
+                if body is None:
+                    self.close_connection = True
+                    return self._json(413, {"message": "Request body too large"})
                 if parts.path.startswith("/api/"):
                     return server.handle_api(self, method, parts.path, parts.query, body)
                 if parts.path == "/auth/signin" and method == "POST":

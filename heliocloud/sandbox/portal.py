@@ -338,7 +338,7 @@ class StateChangePoller:
 def seed_demo_history(store: Store, settings, owner: str, email: str, now: datetime) -> None:
     """A terminated VM in alice's past week, so a fresh sandbox shows spend, a chart and a
     Cost Explorer figure. Clearly named as demo history."""
-    iid = "i-0000000000000d3m0"
+    iid = "i-0de300000000000a0"  # not a real VM: history only
     price = settings.hourly_price("m6i.large") or 0.1
     store.put_instance({"owner": owner, "instance_id": iid, "name": "demo-history", "image": settings.images[0]["name"],
                         "os": settings.images[0]["os"], "instance_type": "m6i.large", "volume_gb": 50, "email": email,

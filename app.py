@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from heliocloud.config import load_or_exit
 from stacks.auth import AuthStack
 from stacks.network import NetworkStack
+from stacks.portal import PortalStack
 from stacks.security import add_security_checks
 
 app = cdk.App()
@@ -16,6 +17,7 @@ env = cdk.Environment(account=config.account, region=config.region)
 
 network = NetworkStack(app, config.stack_name("Network"), config=config, env=env)
 auth = AuthStack(app, config.stack_name("Auth"), config=config, env=env)
+portal = PortalStack(app, config.stack_name("Portal"), config=config, network=network, auth=auth, env=env) if config.enabled("portal") else None
 
 for key, value in config.tags.items():
     cdk.Tags.of(app).add(key, value)

@@ -1,10 +1,11 @@
 """Sandbox part: the registry's buckets, S3→SQS notifications and state table in moto, and the
 indexer consuming the queue with the same handler code as the Lambda.
 
-Two pollers drain the queue continuously (a moto queue left to grow slows S3 uploads sharply);
-each gathers messages for a short batching window like the Lambda event source does, then hands
-the batch to ``Indexer.handle`` and deletes what it did not report as failed. Failed messages
-come back after the visibility timeout and, past ``maxReceiveCount``, move to the DLQ.
+Two pollers drain the queue continuously (a moto queue left to grow slows S3 uploads sharply):
+each records the changes of what it receives (``Indexer.record``, step one of the Lambda's
+``handle``) and deletes those messages; a publisher merges the touched partitions once per
+batching window (``Indexer.publish``, step two), as the Lambda does once per batch. Failed
+messages come back after the visibility timeout and, past ``maxReceiveCount``, move to the DLQ.
 """
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ from hc_registry.state import StateStore
 from heliocloud.registry_config import bucket_rules, queue_name, state_table_name
 from heliocloud.sandbox import Sandbox
 
-POLLERS = 2
+POLLERS = 4
 BATCH_WINDOW_SECONDS = 2.0
-MAX_BATCH = 1000
 VISIBILITY_TIMEOUT = 30
 MAX_RECEIVE_COUNT = 3
 
@@ -54,52 +54,69 @@ def provision(*, s3, sqs, dynamodb, buckets: dict[str, BucketRules], table: str,
     return queue_url
 
 
-class Poller:
-    """Receive → batch → ``indexer.handle`` → delete, until ``stopping`` is set."""
+class Publisher:
+    """Publishes the partitions the pollers touched, once per batching window: the sandbox's
+    equivalent of the Lambda's batching window, so index writes scale with partitions touched."""
 
-    def __init__(self, sqs, queue_url: str, indexer: Indexer, stopping: threading.Event, *,
-                 window: float = BATCH_WINDOW_SECONDS, max_batch: int = MAX_BATCH):
-        self.sqs, self.queue_url, self.indexer, self.stopping = sqs, queue_url, indexer, stopping
-        self.window, self.max_batch = window, max_batch
+    def __init__(self, indexer: Indexer, stopping: threading.Event, *, window: float = BATCH_WINDOW_SECONDS):
+        self.indexer, self.stopping, self.window = indexer, stopping, window
+        self._lock = threading.Lock()
+        self._touched: dict[tuple[str, str], set[str]] = {}
+
+    def add(self, touching: dict[tuple[str, str], set[str]]) -> None:
+        with self._lock:
+            for partition, ids in touching.items():
+                self._touched.setdefault(partition, set()).update(ids)
+
+    def flush(self) -> None:
+        with self._lock:
+            touched, self._touched = self._touched, {}
+        if not touched:
+            return
+        failed = self.indexer.publish(touched)
+        # The changes are durable in the state table: retry the partitions on the next window.
+        self.add({p: ids for p, ids in touched.items() if ids & failed})
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.window):
+            self.flush()
+        self.flush()
+
+
+class Poller:
+    """Receive → ``indexer.record`` → delete → hand the touched partitions to the publisher.
+
+    A message is deleted as soon as its change is recorded in the state table (with its dirty
+    marker), which is what makes it safe to publish later; keeping the queue short also keeps
+    moto's SQS fast. A message ``record`` reports as failed stays, comes back after the
+    visibility timeout and, past ``maxReceiveCount``, lands in the DLQ."""
+
+    def __init__(self, sqs, queue_url: str, indexer: Indexer, publisher: Publisher, stopping: threading.Event):
+        self.sqs, self.queue_url, self.indexer, self.publisher, self.stopping = (
+            sqs, queue_url, indexer, publisher, stopping)
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            batch = self.gather()
-            if batch:
-                self.process(batch)
+            self.poll_once(wait=1)
 
-    def gather(self) -> list[dict]:
-        """Messages of one batch: from the first message, keep receiving for ``window`` seconds
-        (or until ``max_batch``), as the Lambda event source's batching window does."""
-        batch: list[dict] = []
-        deadline = None
-        while len(batch) < self.max_batch and not self.stopping.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1 if deadline is None else 0,
-                AttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])
-            if not messages:
-                if deadline is None:
-                    break
-                time.sleep(0.1)
-                continue
-            batch += messages
-            if deadline is None:
-                deadline = time.monotonic() + self.window
-        return batch
+    def poll_once(self, *, wait: int = 0) -> int:
+        """One receive; returns how many messages it got."""
+        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                            WaitTimeSeconds=wait).get("Messages", [])
+        if messages:
+            self.process(messages)
+        return len(messages)
 
-    def process(self, batch: list[dict]) -> dict:
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                              "attributes": m.get("Attributes", {}), "eventSource": "aws:sqs"} for m in batch]}
-        response = self.indexer.handle(event)
-        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        done = [m for m in batch if m["MessageId"] not in failed]
-        for start in range(0, len(done), 10):
+    def process(self, messages: list[dict]) -> set[str]:
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "eventSource": "aws:sqs"} for m in messages]
+        failed, touching = self.indexer.record(records)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])])
-        return response
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+        self.publisher.add(touching)
+        return failed
 
 
 def start(sandbox: Sandbox) -> None:
@@ -113,7 +130,9 @@ def start(sandbox: Sandbox) -> None:
     indexer = Indexer(buckets, s3=s3, store=store)
     for name in buckets:
         indexer.publish_catalog(name)  # an empty but valid catalog.json from the start
+    publisher = Publisher(indexer, sandbox.stopping)
+    sandbox.run_in_background(publisher.run, name="registry-publisher")
     for n in range(POLLERS):
-        poller = Poller(sandbox.client("sqs"), queue_url, indexer, sandbox.stopping)
-        sandbox.run_in_background(poller.run, name=f"registry-indexer-{n}")
+        poller = Poller(sandbox.client("sqs"), queue_url, indexer, publisher, sandbox.stopping)
+        sandbox.run_in_background(poller.run, name=f"registry-poller-{n}")
     sandbox.endpoints["registry"] = {"buckets": sorted(buckets), "queue": queue_url, "table": table}

@@ -78,20 +78,16 @@ def to_change(rules: BucketRules, event: dict) -> Change | None:
                   (classified.key, classified.reason, str(classified.filesize)))
 
 
-def merge(existing: dict[str, tuple], markers: Iterable[dict]) -> dict[str, tuple]:
-    """Apply pending markers to the current rows ({identity: cells}); per key, the newest wins.
-    Data rows are identified by datakey, rejects by key (both are the marker's key)."""
-    newest: dict[str, dict] = {}
-    for marker in markers:
-        held = newest.get(marker["key"])
-        if held is None or marker["order"] > held["order"]:
-            newest[marker["key"]] = marker
+def merge(existing: dict[str, tuple], states: dict[str, dict], keys: Iterable[str]) -> dict[str, tuple]:
+    """Set the row of each changed key to its stored state ({identity: cells}; data rows are
+    identified by their key, rejects too): deleted or never recorded → no row."""
     rows = dict(existing)
-    for key, marker in newest.items():
-        if marker["deleted"]:
+    for key in keys:
+        state = states.get(key)
+        if state is None or state["deleted"]:
             rows.pop(key, None)
         else:
-            rows[key] = tuple(marker["cells"])
+            rows[key] = tuple(state["cells"])
     return rows
 
 
@@ -110,10 +106,17 @@ class Indexer:
     # ------------------------------------------------------------------ SQS batch
     def handle(self, event: dict) -> dict:
         """Lambda SQS event → ``{"batchItemFailures": [...]}`` (ReportBatchItemFailures)."""
+        failed, touching = self.record(event.get("Records", []))
+        failed |= self.publish(touching)
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
+
+    def record(self, messages: list[dict]) -> tuple[set[str], dict[tuple[str, str], set[str]]]:
+        """Step 1: parse the messages and record their changes (durably, with dirty markers).
+        Returns the ids of messages that failed, and {(bucket, partition): message ids} touched."""
         failed: set[str] = set()
-        touching: dict[tuple[str, str], set[str]] = {}  # (bucket, partition) → message ids
+        touching: dict[tuple[str, str], set[str]] = {}
         newest: dict[tuple[str, str], Change] = {}
-        for message in event.get("Records", []):
+        for message in messages:
             message_id = message.get("messageId", "")
             try:
                 events = parse_message(message.get("body"), self.buckets)
@@ -134,8 +137,14 @@ class Indexer:
         except Exception:  # noqa: BLE001 - every message with a change is retried as a whole
             log.exception("recording %d changes failed", len(newest))
             failed |= {m for ids in touching.values() for m in ids}
-            return _response(failed)
+            return failed, {}
+        log.info("recorded %d changes from %d messages (%d failed)", len(newest), len(messages), len(failed))
+        return failed, touching
 
+    def publish(self, touching: dict[tuple[str, str], set[str]]) -> set[str]:
+        """Step 2: merge each touched partition's pending changes into its CSV, then rewrite each
+        affected catalog.json once. Returns the message ids whose partition could not be published."""
+        failed: set[str] = set()
         catalogs: dict[str, set[str]] = {}
         for (bucket, partition), ids in sorted(touching.items()):
             try:
@@ -152,9 +161,7 @@ class Indexer:
             except Exception:  # noqa: BLE001
                 log.exception("publishing the catalog of %s failed", bucket)
                 failed |= ids
-        log.info("batch: %d messages, %d changes, %d partitions, %d failed",
-                 len(event.get("Records", [])), len(newest), len(touching), len(failed))
-        return _response(failed)
+        return failed
 
     # ------------------------------------------------------------------ partitions
     def publish_partition(self, bucket: str, partition: str) -> None:
@@ -174,7 +181,8 @@ class Indexer:
         else:
             existing = {r.datakey.split("/", 3)[3]: tuple(r[:3]) + (str(r.filesize),)
                         for r in csv_to_rows(current)} if current else {}
-        merged = merge(existing, markers)
+        keys = {m["key"] for m in markers}
+        merged = merge(existing, self.store.current(rules.name, partition, keys), keys)
         lease.check(self.store.margin)
         summary = self.write_partition(rules, partition, merged.values())
         self.store.clear(rules.name, partition, markers)
@@ -237,7 +245,3 @@ class Indexer:
             if lease is None:
                 return
             summary = self._merge_pending(rules, partition, lease) or summary
-
-
-def _response(failed: set[str]) -> dict:
-    return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}

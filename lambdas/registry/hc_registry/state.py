@@ -3,11 +3,12 @@
 Items (``P`` = partition id ``<dataset>#<year>`` or ``_rejects``):
 
 - ``<bucket>#P`` / key: the latest event applied for the key (``order``, ``deleted``, ``cells``).
-  Written only if the stored order is older, so a duplicate or an out-of-order event is a no-op
-  and a delete stays as a tombstone (expiring long after SQS could redeliver an older PUT).
-- ``<bucket>#pending#P`` / key + order: a change not yet merged into P's CSV, written in the same
-  transaction as the state item. Markers are immutable, so the lease holder may delete exactly
-  the ones it merged without losing a newer change that arrived meanwhile.
+  Written only if the stored order is not newer, so an out-of-order event is a no-op and a
+  delete stays as a tombstone (expiring long after SQS could redeliver an older PUT).
+- ``<bucket>#pending#P`` / key + order: "this key changed", written after the state item. The
+  lease holder sets each flagged key's row to the key's *stored state* (not to what the event
+  said), so a late or duplicate marker can only ever re-apply the truth. Markers are immutable,
+  so the holder deletes exactly the ones it merged and a newer one survives for the next round.
 - ``<bucket>#partitions`` / P: P's lease (``owner``, ``lease_until``), its change counter
   ``version`` and the summary of its CSV (``row_count``, ``first_start``, ``last_stop``, ``modified_at``).
 - ``<bucket>#catalog`` / ``catalog``: the lease and version of the bucket's catalog.json.
@@ -21,13 +22,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
 from botocore.exceptions import ClientError
 
 TOMBSTONE_DAYS = 30  # longer than SQS can hold a message (14 days): no older PUT arrives later
-TRANSACT_CHANGES = 50  # 2 actions per change; TransactWriteItems takes at most 100
 SEQUENCER_WIDTH = 32
 
 
@@ -85,35 +86,19 @@ class StateStore:
         self.margin = margin
 
     # ------------------------------------------------------------------ object state
-    def apply(self, changes: Iterable[Change]) -> list[Change]:
-        """Record each change whose order is newer than the stored one, with its pending marker.
-        Returns the changes that were newer (stale ones are dropped silently: they are no-ops)."""
+    def apply(self, changes: Iterable[Change], *, workers: int = 8) -> list[Change]:
+        """Record each change that is not older than the stored one, then flag its key dirty with
+        a pending marker. Returns the recorded changes; older ones are no-ops. The state write
+        comes first, so a marker always points at state that exists; a redelivered duplicate
+        (equal order) rewrites the same state and flags the key again, which merges to the same row."""
         changes = list(changes)
-        applied: list[Change] = []
-        for start in range(0, len(changes), TRANSACT_CHANGES):
-            applied += self._apply_chunk(changes[start:start + TRANSACT_CHANGES])
-        return applied
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(changes)))) as pool:
+            recorded = [c for c, ok in zip(changes, pool.map(self._record, changes)) if ok]
+        self._batch_write([{"PutRequest": {"Item": self._marker(c)}} for c in recorded])
+        return recorded
 
-    def _apply_chunk(self, chunk: list[Change]) -> list[Change]:
-        for attempt in range(8):
-            if not chunk:
-                return []
-            try:
-                self.ddb.transact_write_items(TransactItems=[a for c in chunk for a in self._actions(c)])
-                return chunk
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                reasons = error.response.get("CancellationReasons") or []
-                # Reasons align with actions: 2 per change, the state put first.
-                stale = {i // 2 for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
-                chunk = [c for i, c in enumerate(chunk) if i not in stale]
-                if not stale:  # a conflict with a concurrent transaction: back off and retry
-                    time.sleep(min(2.0, 0.05 * 2 ** attempt))
-        raise RuntimeError("state transaction kept conflicting")
-
-    def _actions(self, change: Change) -> list[dict]:
-        state = {
+    def _record(self, change: Change) -> bool:
+        item = {
             "pk": _s(f"{change.bucket}#{change.partition}"),
             "sk": _s(change.key),
             "order": _s(change.order),
@@ -121,43 +106,66 @@ class StateStore:
             "cells": {"L": [_s(str(c)) for c in change.cells]},
         }
         if change.deleted:
-            state["expires_at"] = _n(int(time.time()) + TOMBSTONE_DAYS * 86400)
-        marker = {**state, "pk": _s(self.pending_pk(change.bucket, change.partition)),
-                  "sk": _s(f"{change.key}\n{change.order}"), "key": _s(change.key)}
-        marker.pop("expires_at", None)
-        return [
-            {"Put": {"TableName": self.table, "Item": state,
-                     "ConditionExpression": "attribute_not_exists(#o) OR #o < :o",
-                     "ExpressionAttributeNames": {"#o": "order"},
-                     "ExpressionAttributeValues": {":o": _s(change.order)}}},
-            {"Put": {"TableName": self.table, "Item": marker}},
-        ]
+            item["expires_at"] = _n(int(time.time()) + TOMBSTONE_DAYS * 86400)
+        try:
+            self.ddb.put_item(TableName=self.table, Item=item,
+                              ConditionExpression="attribute_not_exists(#o) OR #o <= :o",
+                              ExpressionAttributeNames={"#o": "order"},
+                              ExpressionAttributeValues={":o": _s(change.order)})
+            return True
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+
+    def _marker(self, change: Change) -> dict:
+        return {"pk": _s(self.pending_pk(change.bucket, change.partition)),
+                "sk": _s(f"{change.key}\n{change.order}"), "key": _s(change.key)}
+
+    def current(self, bucket: str, partition: str, keys: Iterable[str]) -> dict[str, dict]:
+        """The stored state of ``keys`` (consistent reads): {key: {deleted, cells}}."""
+        pk = f"{bucket}#{partition}"
+        keys = sorted(set(keys))
+        out: dict[str, dict] = {}
+        for start in range(0, len(keys), 100):
+            request = {self.table: {"Keys": [{"pk": _s(pk), "sk": _s(k)} for k in keys[start:start + 100]],
+                                    "ConsistentRead": True}}
+            for attempt in range(10):
+                response = self.ddb.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.table, []):
+                    out[item["sk"]["S"]] = {"deleted": item["deleted"]["BOOL"],
+                                            "cells": [c["S"] for c in item["cells"]["L"]]}
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+            else:
+                raise RuntimeError("could not read object state")
+        return out
+
+    def _batch_write(self, requests: list[dict]) -> None:
+        for start in range(0, len(requests), 25):
+            pending = {self.table: requests[start:start + 25]}
+            for attempt in range(10):
+                pending = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+            else:
+                raise RuntimeError("batch write kept coming back unprocessed")
 
     @staticmethod
     def pending_pk(bucket: str, partition: str) -> str:
         return f"{bucket}#pending#{partition}"
 
     def pending(self, bucket: str, partition: str) -> list[dict]:
-        """Unmerged changes of a partition: [{key, order, deleted, cells, sk}] (consistent read)."""
-        out = []
-        for item in self._query(self.pending_pk(bucket, partition)):
-            out.append({"sk": item["sk"]["S"], "key": item["key"]["S"], "order": item["order"]["S"],
-                        "deleted": item["deleted"]["BOOL"], "cells": [c["S"] for c in item["cells"]["L"]]})
-        return out
+        """The partition's dirty-key markers [{sk, key}] (consistent read)."""
+        return [{"sk": i["sk"]["S"], "key": i["key"]["S"]} for i in self._query(self.pending_pk(bucket, partition))]
 
     def clear(self, bucket: str, partition: str, markers: list[dict]) -> None:
+        """Delete exactly the markers merged (markers are immutable: a newer one survives)."""
         pk = self.pending_pk(bucket, partition)
-        requests = [{"DeleteRequest": {"Key": {"pk": _s(pk), "sk": _s(m["sk"])}}} for m in markers]
-        for start in range(0, len(requests), 25):
-            pending = {self.table: requests[start:start + 25]}
-            for attempt in range(10):
-                unprocessed = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-                if not unprocessed:
-                    break
-                pending = unprocessed
-                time.sleep(min(2.0, 0.05 * 2 ** attempt))
-            else:
-                raise RuntimeError("could not clear merged markers")
+        self._batch_write([{"DeleteRequest": {"Key": {"pk": _s(pk), "sk": _s(m["sk"])}}} for m in markers])
 
     def _query(self, pk: str):
         paginator = self.ddb.get_paginator("query")

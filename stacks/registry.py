@@ -44,7 +44,9 @@ class DataBuckets(Construct):
             encryption=s3.BucketEncryption.S3_MANAGED,  # the S3 logging service writes only SSE-S3
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,  # log delivery by bucket policy, no ACLs
+            # Log delivery uses the LogDeliveryWrite ACL unless cdk.json turns on
+            # @aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy; ACLs need this ownership mode.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )

@@ -23,7 +23,6 @@ from hc_registry.rules import CATALOG_KEY, REJECTS_PARTITION, BucketRules, Parse
 from hc_registry.state import StateStore
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from heliocloud import aws
 from heliocloud.commands import add_config_option
@@ -280,10 +279,9 @@ def run(args) -> int:
     if not drift:
         out.print(f"s3://{rules.name}: index matches the objects")
         return 0
-    table = Table(title=f"index drift in s3://{rules.name} (repair: heliocloud registry rebuild {rules.name})")
-    table.add_column("file")
-    table.add_column("problem")
+    # One plain line per problem: readable, and greppable in a cron job's mail.
     for where, what in drift.problems:
-        table.add_row(where, what)
-    out.print(table)
+        print(f"{where}: {what}")
+    print(f"{len(drift.problems)} problem(s) in the index of s3://{rules.name}; "
+          f"repair with: heliocloud registry rebuild {rules.name}")
     return 1

@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match, Template
 
 from heliocloud.config import InstanceConfig, validate
 from stacks.registry import RegistryStack
+from stacks.security import add_security_checks
 from tests.registry_support import BUCKET, REPO
 
 pytestmark = pytest.mark.unit
@@ -24,7 +25,8 @@ def template(default_templates) -> Template:
 
 @pytest.fixture(scope="module")
 def public_template() -> Template:
-    """A two-bucket instance: the first public with requester pays and versioning, the second private."""
+    """A two-bucket instance: the first public with requester pays and versioning, the second
+    private. Synthesized with cdk-nag, which fails on any unacknowledged finding."""
     data = yaml.safe_load((REPO / "instance.yaml").read_text())
     first = data["registry"]["buckets"][0]
     first.update(public=True, requester_pays=True, versioning=True)
@@ -34,7 +36,9 @@ def public_template() -> Template:
     data["registry"]["buckets"].append(second)
     config = InstanceConfig(validate(data))
     app = cdk.App()
-    return Template.from_stack(RegistryStack(app, "helio-Registry", config=config))
+    stack = RegistryStack(app, "helio-Registry", config=config)
+    add_security_checks(app)
+    return Template.from_stack(stack)
 
 
 def buckets(template: Template) -> dict[str, dict]:

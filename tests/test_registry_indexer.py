@@ -173,3 +173,19 @@ def test_handler_reports_malformed_messages_as_batch_item_failures(registry):
                                {"messageId": "test-event", "body": json.dumps({"Event": "s3:TestEvent"})}, good)
     assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ("bad-json", "no-records", "other-bucket")]}
     assert len(registry.rows("aia_0094", 2024)) == 1
+
+
+def test_lambda_entry_point_reads_its_rules_file_and_table(registry, monkeypatch, tmp_path):
+    from hc_registry import handler
+
+    from heliocloud.registry_config import registry_rules, state_table_name
+
+    rules_file = tmp_path / "registry_rules.json"
+    rules_file.write_text(json.dumps(registry_rules(registry.config)))
+    monkeypatch.setenv("REGISTRY_RULES", str(rules_file))
+    monkeypatch.setenv("REGISTRY_TABLE", state_table_name(registry.config))
+    monkeypatch.setattr(handler, "_indexer", None)
+    event = {"Records": [s3_message(mms_key("20240404040404"), sequencer="01"), {"messageId": "x", "body": "?"}]}
+    assert handler.handle(event, None) == {"batchItemFailures": [{"itemIdentifier": "x"}]}
+    assert registry.rows("mms1_fgm_brst_l2", 2024)[0][0] == "2024-04-04T04:04:04Z"
+    assert registry.catalog()["region"] == "us-east-1"

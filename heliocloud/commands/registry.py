@@ -55,10 +55,11 @@ def list_objects(s3, bucket: str, *, workers: int = LIST_WORKERS, progress=None)
     done = object()
     folders: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/"):
-        yield from ((o["Key"], o["Size"]) for o in page.get("Contents", []))
+        contents = page.get("Contents", [])
+        yield from ((o["Key"], o["Size"]) for o in contents)
         folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-    if progress:
-        progress()
+        if progress:
+            progress(len(contents))
 
     def list_folder(prefix: str) -> None:
         try:
@@ -115,7 +116,7 @@ def _listing_with_progress(s3, rules: BucketRules, workers: int, console: Consol
     with _progress(console) as progress:
         task = progress.add_task(f"listing s3://{rules.name}", total=None)
         objects = list_objects(s3, rules.name, workers=workers,
-                               progress=lambda n=0: progress.advance(task, n))
+                               progress=lambda n: progress.advance(task, n))
         return classify_listing(rules, objects)
 
 

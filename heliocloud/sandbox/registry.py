@@ -1,7 +1,8 @@
 """Sandbox part: the registry's buckets, S3→SQS notifications and state table in moto, and the
 indexer consuming the queue with the same handler code as the Lambda.
 
-Two pollers drain the queue continuously (a moto queue left to grow slows S3 uploads sharply):
+Eight pollers drain the queue continuously (moto's SQS receive slows with every message queued,
+so a backlog must never build up: with fewer pollers an 8-thread upload burst outruns them):
 each records the changes of what it receives (``Indexer.record``, step one of the Lambda's
 ``handle``) and deletes those messages; a publisher merges the touched partitions once per
 batching window (``Indexer.publish``, step two), as the Lambda does once per batch. Failed
@@ -20,7 +21,7 @@ from hc_registry.state import StateStore
 from heliocloud.registry_config import bucket_rules, queue_name, state_table_name
 from heliocloud.sandbox import Sandbox
 
-POLLERS = 4
+POLLERS = 8
 BATCH_WINDOW_SECONDS = 2.0
 VISIBILITY_TIMEOUT = 30
 MAX_RECEIVE_COUNT = 3

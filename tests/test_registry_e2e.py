@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import pytest
 
@@ -34,6 +35,13 @@ def wait_for_catalog(s3, predicate, timeout: float = 30) -> dict:
 
 
 def test_uploads_reach_the_cloudcatalog_client_within_seconds(sandbox):
+    with warnings.catch_warnings():
+        # The client uses DataFrame.rename(inplace=True), which pandas 3.1 deprecates.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        uploads_reach_the_client(sandbox)
+
+
+def uploads_reach_the_client(sandbox):
     from cloudcatalog import CloudCatalog
 
     s3 = sandbox.client("s3")

@@ -101,8 +101,7 @@ class DataBuckets(Construct):
             )
             payer.node.add_dependency(bucket)
             provider = cdk.Stack.of(self).node.find_child(_AWS_CUSTOM_RESOURCE_PROVIDER)
-            acknowledge(provider, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                                  "AWSLambdaBasicExecutionRole]",
+            acknowledge(provider, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",  # noqa: E501
                         "CDK's shared AwsCustomResource provider only writes its own logs with this policy; it makes "
                         "one S3 call at deploy time")
         return bucket

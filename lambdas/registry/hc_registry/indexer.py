@@ -138,7 +138,9 @@ class Indexer:
             log.exception("recording %d changes failed", len(newest))
             failed |= {m for ids in touching.values() for m in ids}
             return failed, {}
-        log.info("recorded %d changes from %d messages (%d failed)", len(newest), len(messages), len(failed))
+        rejects = sum(1 for c in newest.values() if c.partition == REJECTS_PARTITION)
+        log.info("recorded %d changes (%d rejects) from %d messages (%d failed)",
+                 len(newest), rejects, len(messages), len(failed))
         return failed, touching
 
     def publish(self, touching: dict[tuple[str, str], set[str]]) -> set[str]:

@@ -186,6 +186,38 @@ def test_lambda_entry_point_reads_its_rules_file_and_table(registry, monkeypatch
     monkeypatch.setenv("REGISTRY_TABLE", state_table_name(registry.config))
     monkeypatch.setattr(handler, "_indexer", None)
     event = {"Records": [s3_message(mms_key("20240404040404"), sequencer="01"), {"messageId": "x", "body": "?"}]}
-    assert handler.handle(event, None) == {"batchItemFailures": [{"itemIdentifier": "x"}]}
+    class Context:  # the part of the Lambda context object the handler uses
+        def get_remaining_time_in_millis(self):
+            return 120_000
+
+    assert handler.handle(event, Context()) == {"batchItemFailures": [{"itemIdentifier": "x"}]}
     assert registry.rows("mms1_fgm_brst_l2", 2024)[0][0] == "2024-04-04T04:04:04Z"
     assert registry.catalog()["region"] == "us-east-1"
+
+
+def test_lease_holder_goes_round_while_changes_arrive_and_hands_over_when_out_of_time(registry):
+    from hc_registry.state import LeaseLost, StateStore
+
+    from heliocloud.registry_config import state_table_name
+
+    store = StateStore(registry.ddb, state_table_name(registry.config))
+    pk, sk = store.partition_lock(BUCKET, "aia_0094#2024")
+    rounds = []
+
+    def busy(lease):  # another batch records a change during each of the first two rounds
+        rounds.append(lease.version)
+        if len(rounds) <= 2:
+            store.bump(pk, sk)
+        return None
+
+    assert store.exclusively(pk, sk, busy) is True
+    assert len(rounds) == 3 and rounds == sorted(rounds)
+    assert store.acquire(pk, sk) is not None  # released
+
+    other = StateStore(registry.ddb, state_table_name(registry.config))
+    assert other.exclusively(pk, sk, busy) is False  # the lease above is still held: leave it to the holder
+
+    pk2, sk2 = store.partition_lock(BUCKET, "aia_0094#2025")
+    with pytest.raises(LeaseLost):
+        store.exclusively(pk2, sk2, lambda lease: store.bump(pk2, sk2), deadline=time.time() - 1)
+    assert store.acquire(pk2, sk2) is not None  # handed back, not left to expire

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import boto3
@@ -29,8 +30,15 @@ def build_indexer() -> Indexer:
     return Indexer(load_rules(document), s3=boto3.client("s3"), store=store)
 
 
+# Stop merging rounds this long before the function would time out.
+TIMEOUT_MARGIN_SECONDS = 20
+
+
 def handle(event, context=None):
     global _indexer
     if _indexer is None:
         _indexer = build_indexer()
-    return _indexer.handle(event)
+    deadline = None
+    if context is not None:
+        deadline = time.time() + context.get_remaining_time_in_millis() / 1000 - TIMEOUT_MARGIN_SECONDS
+    return _indexer.handle(event, deadline=deadline)

@@ -104,10 +104,11 @@ class Indexer:
         self.store = store
 
     # ------------------------------------------------------------------ SQS batch
-    def handle(self, event: dict) -> dict:
-        """Lambda SQS event → ``{"batchItemFailures": [...]}`` (ReportBatchItemFailures)."""
+    def handle(self, event: dict, *, deadline: float | None = None) -> dict:
+        """Lambda SQS event → ``{"batchItemFailures": [...]}`` (ReportBatchItemFailures).
+        ``deadline`` (epoch seconds): stop merging rounds after it (the function's timeout)."""
         failed, touching = self.record(event.get("Records", []))
-        failed |= self.publish(touching)
+        failed |= self.publish(touching, deadline=deadline)
         return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
 
     def record(self, messages: list[dict]) -> tuple[set[str], dict[tuple[str, str], set[str]]]:
@@ -143,14 +144,14 @@ class Indexer:
                  len(newest), rejects, len(messages), len(failed))
         return failed, touching
 
-    def publish(self, touching: dict[tuple[str, str], set[str]]) -> set[str]:
+    def publish(self, touching: dict[tuple[str, str], set[str]], *, deadline: float | None = None) -> set[str]:
         """Step 2: merge each touched partition's pending changes into its CSV, then rewrite each
         affected catalog.json once. Returns the message ids whose partition could not be published."""
         failed: set[str] = set()
         catalogs: dict[str, set[str]] = {}
         for (bucket, partition), ids in sorted(touching.items()):
             try:
-                self.publish_partition(bucket, partition)
+                self.publish_partition(bucket, partition, deadline=deadline)
             except Exception:  # noqa: BLE001 - one partition's trouble must not block the others
                 log.exception("publishing %s %s failed", bucket, partition)
                 failed |= ids
@@ -159,18 +160,18 @@ class Indexer:
                 catalogs.setdefault(bucket, set()).update(ids)
         for bucket, ids in catalogs.items():
             try:
-                self.publish_catalog(bucket)
+                self.publish_catalog(bucket, deadline=deadline)
             except Exception:  # noqa: BLE001
                 log.exception("publishing the catalog of %s failed", bucket)
                 failed |= ids
         return failed
 
     # ------------------------------------------------------------------ partitions
-    def publish_partition(self, bucket: str, partition: str) -> None:
+    def publish_partition(self, bucket: str, partition: str, *, deadline: float | None = None) -> None:
         """Merge the partition's pending changes into its CSV, as the one lease holder."""
         rules = self.buckets[bucket]
         pk, sk = self.store.partition_lock(bucket, partition)
-        self.store.exclusively(pk, sk, lambda lease: self._merge_pending(rules, partition, lease))
+        self.store.exclusively(pk, sk, lambda lease: self._merge_pending(rules, partition, lease), deadline=deadline)
 
     def _merge_pending(self, rules: BucketRules, partition: str, lease: Lease) -> dict | None:
         markers = self.store.pending(rules.name, partition)
@@ -216,7 +217,7 @@ class Indexer:
             raise
 
     # ------------------------------------------------------------------ catalog
-    def publish_catalog(self, bucket: str) -> None:
+    def publish_catalog(self, bucket: str, *, deadline: float | None = None) -> None:
         rules = self.buckets[bucket]
         pk, sk = self.store.catalog_lock(bucket)
 
@@ -227,7 +228,7 @@ class Indexer:
             self.s3.put_object(Bucket=bucket, Key=CATALOG_KEY, Body=to_json(document),
                                ContentType="application/json")
 
-        self.store.exclusively(pk, sk, write)
+        self.store.exclusively(pk, sk, write, deadline=deadline)
 
     def replace_partition(self, bucket: str, partition: str, cells: Iterable[tuple]) -> None:
         """Replace a partition's CSV with ``cells`` (a rebuild from a listing) as lease holder.

@@ -261,9 +261,28 @@ class StateStore:
                   ":modified": _s(summary["modified"])}
         return sets, values
 
-    def exclusively(self, pk: str, sk: str, work) -> bool:
+    def abandon(self, lease: Lease, summary: dict | None) -> None:
+        """Give the lease up although changes arrived meanwhile (out of time): they stay pending
+        for the next holder, which the caller's retried batch will be."""
+        sets, values = self._summary_update(summary)
+        try:
+            self.ddb.update_item(
+                TableName=self.table, Key={"pk": _s(lease.pk), "sk": _s(lease.sk)},
+                UpdateExpression=("SET " + ", ".join(sets) + " " if sets else "") + "REMOVE #owner, lease_until",
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={**values, ":me": _s(lease.owner)},
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+
+    def exclusively(self, pk: str, sk: str, work, *, deadline: float | None = None) -> bool:
         """Bump, then if the lease is free run ``work(lease) -> summary|None`` until no change
-        arrived meanwhile. Returns True if this call held the lease."""
+        arrived meanwhile. Returns True if this call held the lease. Past ``deadline`` (epoch
+        seconds) with changes still arriving, the lease is handed back and LeaseLost raised, so
+        the caller fails its batch and the retry carries on, instead of a timed-out holder
+        blocking the partition until its lease expires."""
         self.bump(pk, sk)
         lease = self.acquire(pk, sk)
         if lease is None:
@@ -272,6 +291,9 @@ class StateStore:
             summary = work(lease)
             if self.release(lease, summary):
                 return True
+            if deadline is not None and time.time() > deadline:
+                self.abandon(lease, summary)
+                raise LeaseLost(f"out of time on {pk}/{sk} with changes still arriving")
             lease = self.renew(lease, summary)
             if lease is None:
                 return True

@@ -9,6 +9,7 @@ from heliocloud.config import load_or_exit
 from stacks.auth import AuthStack
 from stacks.network import NetworkStack
 from stacks.portal import PortalStack
+from stacks.registry import RegistryStack
 from stacks.security import add_security_checks
 
 app = cdk.App()
@@ -17,6 +18,7 @@ env = cdk.Environment(account=config.account, region=config.region)
 
 network = NetworkStack(app, config.stack_name("Network"), config=config, env=env)
 auth = AuthStack(app, config.stack_name("Auth"), config=config, env=env)
+registry = RegistryStack(app, config.stack_name("Registry"), config=config, env=env) if config.enabled("registry") else None
 portal = PortalStack(app, config.stack_name("Portal"), config=config, network=network, auth=auth, env=env) if config.enabled("portal") else None
 
 for key, value in config.tags.items():

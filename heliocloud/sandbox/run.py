@@ -13,11 +13,13 @@ from heliocloud.config import InstanceConfig
 from heliocloud.sandbox import Sandbox
 from heliocloud.sandbox import auth as auth_part
 from heliocloud.sandbox import portal as portal_part
+from heliocloud.sandbox import registry as registry_part
 from heliocloud.sandbox.moto import MotoServer
 
 # (component or None for always-on, start function), in start order.
 PARTS = [
     (None, auth_part.start),
+    ("registry", registry_part.start),
     ("portal", portal_part.start),
 ]
 

@@ -7,6 +7,7 @@ supplies defaults and rejects unknown keys. Problems are reported one per line a
 from __future__ import annotations
 
 import copy
+import importlib
 import difflib
 import os
 import re
@@ -112,7 +113,9 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
 
 
 # Checks a JSON Schema cannot express. Each takes the defaults-filled config and yields
-# (path, message). Component packages append to this list.
+# (path, message). Component modules register theirs with @semantic_check; COMPONENT_CHECKS names
+# those modules so that every entry point (CLI, app.py, sandbox) runs all of them.
+COMPONENT_CHECKS = ("heliocloud.registry_config", "heliocloud.portal_config")
 SemanticCheck = Callable[[dict], Iterable[tuple[list[Any], str]]]
 SEMANTIC_CHECKS: list[SemanticCheck] = []
 
@@ -141,6 +144,8 @@ def validate(data: Any, *, source: str = DEFAULT_CONFIG, root: yaml.Node | None 
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         problems.extend(_messages(error))
     if not problems:
+        for module in COMPONENT_CHECKS:
+            importlib.import_module(module)  # registers its checks (imported late: they import us)
         for check in SEMANTIC_CHECKS:
             problems.extend(check(data))
     if problems:

@@ -12,29 +12,13 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from hc_portal import settings as portal_settings
-from heliocloud.config import InstanceConfig, semantic_check
+from heliocloud.config import InstanceConfig
 from stacks.auth import AuthStack
 from stacks.network import NetworkStack
 from hc_portal.launch import PORTAL_TAG
 from stacks.portal_backend import Ec2ActorRole, PortalApi, PortalFunctions, PortalSchedules, PortalTables, VmAccess, ec2_arn
 from stacks.portal_web import PortalWebsite
 from stacks.security import acknowledge
-
-@semantic_check
-def _portal_checks(cfg: dict):
-    """What the schema cannot say: bounds in order, unique names (app.py imports this module
-    before it loads the config, so synth reports these with line numbers)."""
-    portal = cfg["portal"]
-    vol = portal["volume_gb"]
-    if not vol["min"] <= vol["default"] <= vol["max"]:
-        yield ["portal", "volume_gb"], f"needs min <= default <= max (got {vol['min']}, {vol['default']}, {vol['max']})"
-    for key, field in (("images", "name"), ("instance_types", "type")):
-        seen = set()
-        for index, entry in enumerate(portal[key]):
-            if entry[field] in seen:
-                yield ["portal", key, index, field], f"{entry[field]!r} is listed twice"
-            seen.add(entry[field])
-
 
 # Lambda allows 4 KB of environment in total; the settings document must leave room for the rest.
 MAX_SETTINGS_BYTES = 3500

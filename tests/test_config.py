@@ -159,3 +159,16 @@ def test_config_context_wins_over_environment(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "instances").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_instance_file_is_valid(path):
     assert load(path).name
+
+
+def test_cli_validate_runs_every_component_check(tmp_path):
+    """Checks that live with a component (registry, portal) run in `heliocloud validate` too."""
+    bad = write(tmp_path, """\
+        instance:
+          name: helio
+        portal:
+          volume_gb: {min: 100, default: 50}
+        """)
+    out = subprocess.run([sys.executable, "-m", "heliocloud.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "portal.volume_gb: needs min <= default <= max" in out.stderr

@@ -1,13 +1,16 @@
 """The portal as a researcher uses it: headless Chromium against `heliocloud sandbox`.
 
-Also takes the screenshots of the user guide (docs/img/portal-*.png).
+Also takes the screenshots of the user guide: `HELIOCLOUD_SCREENSHOTS=1 pytest -m browser` refreshes
+docs/img/portal-*.png.
 """
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +18,9 @@ import pytest
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "docs" / "img"
+# The user guide's screenshots: refreshed into docs/img/ when HELIOCLOUD_SCREENSHOTS=1 (so a plain
+# test run leaves the working tree clean), otherwise taken into a scratch folder.
+SHOTS = REPO / "docs" / "img" if os.environ.get("HELIOCLOUD_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="portal-shots-"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]

@@ -40,7 +40,11 @@ DATA_TYPES = {
 
 # Data-type resources that hold nothing a deploy cannot recreate, each with its reason:
 # (stack name suffix, logical id prefix) -> why it may be replaced or deleted.
-DISPOSABLE: dict[tuple[str, str], str] = {}
+DISPOSABLE: dict[tuple[str, str], str] = {
+    ("-Registry", "IndexerState"): "per-object event order for the indexer; the index itself lives in the "
+                                   "data bucket and `heliocloud registry rebuild` recreates it from a listing",
+    ("-Portal", "WebUi"): "the portal's static pages, deployed from portal-ui/ on every cdk deploy",
+}
 
 # Properties the CloudFormation documentation marks "Update requires: Replacement" or immutable
 # (the update fails), beyond the createOnlyProperties of the resource provider schemas.

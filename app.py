@@ -7,6 +7,7 @@ import aws_cdk as cdk
 
 from heliocloud.config import load_or_exit
 from stacks.auth import AuthStack
+from stacks.daskhub import DaskhubStack
 from stacks.network import NetworkStack
 from stacks.security import add_security_checks
 
@@ -16,6 +17,7 @@ env = cdk.Environment(account=config.account, region=config.region)
 
 network = NetworkStack(app, config.stack_name("Network"), config=config, env=env)
 auth = AuthStack(app, config.stack_name("Auth"), config=config, env=env)
+daskhub = DaskhubStack(app, config.stack_name("Daskhub"), config=config, network=network, auth=auth, env=env) if config.enabled("daskhub") else None
 
 for key, value in config.tags.items():
     cdk.Tags.of(app).add(key, value)

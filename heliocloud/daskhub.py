@@ -120,6 +120,101 @@ def gateway_settings_json(daskhub: dict) -> str:
     return json.dumps(gateway_settings(daskhub), sort_keys=True, separators=(",", ":"))
 
 
+# ---------------------------------------------------------------- Helm release values
+@dataclass(frozen=True)
+class HubWiring:
+    """Values that come from resources rather than from instance.yaml (tokens at synth time)."""
+
+    hub_url: str          # https://... where researchers reach the hub
+    cognito_url: str      # https://<prefix>.auth.<region>.amazoncognito.com
+    client_id: str
+    client_secret: str
+    scratch_bucket: str
+    region: str
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Helm's own rule: maps merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def profile_list(daskhub: dict) -> list[dict]:
+    """Notebook profiles for KubeSpawner: sizes from config, GPU ones on the `user-gpu` group."""
+    profiles = []
+    for profile in daskhub["profiles"]:
+        memory = f"{profile['memory_gib']}G"
+        override: dict[str, Any] = {
+            "cpu_guarantee": profile["cpu"], "cpu_limit": profile["cpu"],
+            "mem_guarantee": memory, "mem_limit": memory,
+            "node_selector": {NODE_GROUP_LABEL: "user-gpu" if profile["gpu"] else "user"},
+        }
+        if profile["gpu"]:
+            override["extra_resource_limits"] = {"nvidia.com/gpu": "1"}
+            override["tolerations"] = tolerations([USER_TAINT, GPU_TAINT])
+        profiles.append({
+            "display_name": profile["name"], "slug": profile["name"], "description": profile["description"],
+            "default": profile["default"], "kubespawner_override": override,
+        })
+    return profiles
+
+
+def release_values(daskhub: dict, *, admins: Iterable[str], wiring: HubWiring) -> dict:
+    """The daskhub chart values: helm/daskhub/values.yaml + instance.yaml + the stack's resources."""
+    import yaml
+
+    culling = daskhub["culling"]
+    cognito = wiring.cognito_url
+    generated = {
+        "jupyterhub": {
+            "hub": {
+                "config": {
+                    "GenericOAuthenticator": {
+                        "client_id": wiring.client_id,
+                        "client_secret": wiring.client_secret,
+                        "oauth_callback_url": f"{wiring.hub_url}/hub/oauth_callback",
+                        "authorize_url": f"{cognito}/oauth2/authorize",
+                        "token_url": f"{cognito}/oauth2/token",
+                        "userdata_url": f"{cognito}/oauth2/userInfo",
+                        "logout_redirect_url": f"{cognito}/logout?client_id={wiring.client_id}"
+                                               f"&logout_uri={wiring.hub_url}",
+                        "admin_users": sorted(set(admins)),
+                    },
+                },
+            },
+            "singleuser": {
+                "image": {"name": daskhub["image"]["name"], "tag": daskhub["image"]["tag"]},
+                "profileList": profile_list(daskhub),
+                "extraEnv": {
+                    "AWS_DEFAULT_REGION": wiring.region,
+                    "SCRATCH_BUCKET": wiring.scratch_bucket,
+                    # KubeSpawner expands {username}: each user gets their own scratch prefix.
+                    "SCRATCH_PREFIX": f"s3://{wiring.scratch_bucket}/users/{{username}}/",
+                },
+            },
+            "cull": {
+                "enabled": True,
+                "timeout": culling["idle_minutes"] * 60,
+                "every": 300,
+                "maxAge": culling["max_age_hours"] * 3600,
+            },
+        },
+        "dask-gateway": {
+            "gateway": {
+                "extraConfig": {"heliocloud": GATEWAY_CONFIG.read_text()},
+                "env": [{"name": GATEWAY_SETTINGS_ENV, "value": gateway_settings_json(daskhub)}],
+                "backend": {
+                    "image": {"name": daskhub["image"]["name"], "tag": daskhub["image"]["tag"]},
+                    "environment": {"AWS_DEFAULT_REGION": wiring.region},
+                },
+            },
+        },
+    }
+    return deep_merge(yaml.safe_load(BASE_VALUES.read_text()), generated)
+
+
 # ---------------------------------------------------------------- checks beyond the schema
 @semantic_check
 def _daskhub_checks(cfg: dict) -> Iterable[tuple[list[Any], str]]:
@@ -130,10 +225,12 @@ def _daskhub_checks(cfg: dict) -> Iterable[tuple[list[Any], str]]:
         if group["min_size"] > group["max_size"]:
             yield (["daskhub", "node_groups", name, "min_size"],
                    f"min_size {group['min_size']} is above max_size {group['max_size']}")
-    if hub["endpoint_access"] == "private" and cfg["network"]["nat_gateways"] < 1 and not cfg["network"]["vpc_id"]:
-        yield (["daskhub", "endpoint_access"],
-               "a private API endpoint needs network.nat_gateways >= 1 (the deploy-time kubectl function must "
-               "reach the EKS API and the chart repositories from inside the VPC)")
+    no_nat = cfg["network"]["nat_gateways"] < 1 and not cfg["network"]["vpc_id"]
+    why = "the deploy-time kubectl function then runs inside the VPC and must reach the EKS API and the chart repositories"
+    if hub["endpoint_access"] == "private" and no_nat:
+        yield ["daskhub", "endpoint_access"], f"a private API endpoint needs network.nat_gateways >= 1 ({why})"
+    elif hub["api_allowed_cidrs"] != ["0.0.0.0/0"] and no_nat:
+        yield ["daskhub", "api_allowed_cidrs"], f"restricting the API endpoint needs network.nat_gateways >= 1 ({why})"
     defaults = [i for i, p in enumerate(hub["profiles"]) if p["default"]]
     if len(defaults) > 1:
         yield ["daskhub", "profiles", defaults[1], "default"], "only one profile can be the default"

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from heliocloud.commands import sandbox, synth, users, validate
+from heliocloud.commands import doctor, sandbox, synth, users, validate
 
 # In help order.
-COMMANDS = [validate, synth, sandbox, users]
+COMMANDS = [validate, synth, sandbox, users, doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,8 @@ class DaskhubStack(cdk.Stack):
                  auth: AuthStack, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"HelioCloud {config.name}: Daskhub (EKS, JupyterHub, "
                                                           "Dask Gateway)", **kwargs)
+        # IAM's native OIDC provider resource for IRSA (instead of CDK's deprecated custom resource).
+        self.node.set_context("@aws-cdk/aws-eks:useNativeOidcProvider", True)
         settings = config.daskhub
         namespace = settings["chart"]["namespace"]
 

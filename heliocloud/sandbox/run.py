@@ -12,11 +12,13 @@ from rich.table import Table
 from heliocloud.config import InstanceConfig
 from heliocloud.sandbox import Sandbox
 from heliocloud.sandbox import auth as auth_part
+from heliocloud.sandbox import gateway as gateway_part
 from heliocloud.sandbox.moto import MotoServer
 
 # (component or None for always-on, start function), in start order.
 PARTS = [
     (None, auth_part.start),
+    ("daskhub", gateway_part.start),
 ]
 
 

@@ -48,8 +48,11 @@ class ClusterAddons(Construct):
                 "nodeSelector": {"heliocloud/gpu": "true"},
                 # GPU nodes carry user/worker and GPU taints; the plugin must run on all of them.
                 "tolerations": [{"operator": "Exists"}],
-                # The chart's default affinity expects Node Feature Discovery labels we do not run.
-                "affinity": None,
+                # The chart's default affinity expects Node Feature Discovery labels we do not run;
+                # this list replaces its node selector terms.
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "heliocloud/gpu", "operator": "In", "values": ["true"]}]}]}}},
             },
         )
 

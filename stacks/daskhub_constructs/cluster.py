@@ -82,11 +82,34 @@ class HubCluster(Construct):
                     "CDK's kubectl provider functions log to CloudWatch with the AWS-managed basic execution policy")
         acknowledge(self.cluster, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
                     "CDK's kubectl provider function in the VPC (private endpoint) needs ENI management rights")
+        acknowledge(self.cluster, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly]",
+                    "CDK's kubectl provider function pulls Helm charts from OCI registries with the AWS-managed "
+                    "read-only ECR policy")
+        acknowledge(self.cluster, _ECR_PUBLIC_FINDING,
+                    "CDK's kubectl provider function may pull public OCI charts with the AWS-managed ECR Public "
+                    "read-only policy (only in regions where ECR Public exists)")
+        acknowledge(self.cluster, f"AwsSolutions-IAM5[Resource::<{_logical_id(self.cluster, 'KubectlProvider/Handler')}.Arn>:*]",
+                    "CDK's provider framework invokes any version of its own kubectl handler function")
         acknowledge(self.cluster, "AwsSolutions-IAM5[Resource::*]",
                     "CDK's kubectl provider framework invokes its own handler versions and describes the cluster; "
                     "the generated policy uses wildcards CDK controls")
         acknowledge(self.cluster, "AwsSolutions-L1",
                     "The kubectl provider functions are CDK's own, pinned to the runtime this CDK version ships")
+
+
+_ECR_PUBLIC_FINDING = (
+    'AwsSolutions-IAM4[Policy::{"Fn::If":["HubClusterKubectlProviderHandlerHasEcrPublicB3517B6D",{"Fn::Join":'
+    '["",["arn:",{"Ref":"AWS::Partition"},":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},'
+    '{"Ref":"AWS::NoValue"}]}]')
+
+
+def _logical_id(scope: Construct, path: str) -> str:
+    """The CloudFormation logical id of a CDK-generated resource below ``scope`` (for finding ids)."""
+    resource = scope.node.find_child(path.split("/")[0])
+    for part in path.split("/")[1:]:
+        resource = resource.node.find_child(part)
+    stack = cdk.Stack.of(scope)
+    return stack.resolve(stack.get_logical_id(resource.node.default_child))
 
 
 def _selection_kwargs(selection: ec2.SubnetSelection) -> dict:

@@ -78,7 +78,7 @@ def _tag_asg_for_scale_from_zero(scope: Construct, spec: NodeGroupSpec, cluster:
         physical_resource_id=cr.PhysicalResourceId.of(f"{spec.name}-node-template-tags"),
     )
     stack = cdk.Stack.of(scope)
-    cr.AwsCustomResource(
+    tagger = cr.AwsCustomResource(
         scope, f"{name}AsgTags", on_create=tag_call, on_update=tag_call, install_latest_aws_sdk=False,
         policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
             actions=["autoscaling:CreateOrUpdateTags"],
@@ -89,6 +89,18 @@ def _tag_asg_for_scale_from_zero(scope: Construct, spec: NodeGroupSpec, cluster:
             conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster.cluster_name}},
         )]),
     )
+    acknowledge(tagger, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:"
+                "<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/eks-*]",
+                "EKS names a node group's ASG with a generated suffix; the grant is limited to ASGs tagged with "
+                "this cluster's name and to writing tags")
+    singleton = stack.node.try_find_child(_AWS_CUSTOM_RESOURCE_FUNCTION)
+    acknowledge(singleton, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                "CDK's AwsCustomResource function logs to CloudWatch with the AWS-managed basic execution policy")
+
+
+# The id CDK gives the one function behind every AwsCustomResource of a stack.
+_AWS_CUSTOM_RESOURCE_FUNCTION = "AWS679f53fac002430cb0da5b7982bd2287"
 
 
 def _camel(name: str) -> str:

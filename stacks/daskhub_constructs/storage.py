@@ -105,7 +105,9 @@ class DataAccess(Construct):
         acknowledge(role, "AwsSolutions-IAM5[Action::s3:DeleteObject*]",
                     "Researchers delete their own intermediate results under users/ in scratch")
         acknowledge(role, "AwsSolutions-IAM5[Action::s3:Abort*]", "Large uploads to scratch may need aborting")
-        acknowledge(role, "AwsSolutions-IAM5[Resource::<DataAccessScratch8B0C2A4D.Arn>/users/*]",
+        stack = cdk.Stack.of(self)
+        scratch_id = stack.resolve(stack.get_logical_id(self.scratch.node.default_child))
+        acknowledge(role, f"AwsSolutions-IAM5[Resource::<{scratch_id}.Arn>/users/*]",
                     "Every object under the users/ prefix of the scratch bucket, which holds nothing else")
 
 

@@ -43,7 +43,7 @@ class DaskhubStack(cdk.Stack):
             vpc=network.vpc, subnets=network.workload_subnets,
         ).cluster
         nodes = NodeGroups(self, "NodeGroups", cluster=cluster, specs=hub.node_groups(settings),
-                           subnets=network.workload_subnets)
+                           subnets=network.workload_subnets, kubernetes_version=settings["kubernetes_version"])
         core = nodes.groups["core"]
         addons = ClusterAddons(self, "Addons", cluster=cluster, cluster_name=cluster_name,
                                kubernetes_version=settings["kubernetes_version"],

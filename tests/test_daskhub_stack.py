@@ -108,6 +108,7 @@ def test_five_node_groups_with_ami_capacity_and_sizes(raw):
         props = nodegroup(raw, group)
         assert (props["AmiType"], props["CapacityType"], props["ScalingConfig"]["MinSize"]) == (ami, capacity, minimum)
         assert props["ScalingConfig"]["DesiredSize"] == minimum
+        assert props["Version"] == "1.33"  # nodes follow the control plane on upgrade
         assert len(props["Subnets"]) == 2  # multi-AZ
     assert nodegroup(raw, "core")["InstanceTypes"] == ["t3a.medium"]
     assert len(nodegroup(raw, "dask-worker")["InstanceTypes"]) >= 3  # several spot pools

@@ -25,7 +25,7 @@ NODE_POLICIES = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnl
 
 class NodeGroups(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.Cluster, specs: list[NodeGroupSpec],
-                 subnets: ec2.SubnetSelection) -> None:
+                 subnets: ec2.SubnetSelection, kubernetes_version: str) -> None:
         super().__init__(scope, construct_id)
         self.node_role = iam.Role(self, "NodeRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
                                   managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(p)
@@ -51,6 +51,9 @@ class NodeGroups(Construct):
                 node_role=self.node_role,
                 tags={"heliocloud:node-group": spec.name},
             )
+            # Nodes follow the control plane: raising daskhub.kubernetes_version upgrades the cluster,
+            # then rolls each group onto the matching AMI in the same deploy.
+            group.node.default_child.add_property_override("Version", kubernetes_version)
             self.groups[spec.name] = group
             _tag_asg_for_scale_from_zero(self, spec, cluster, group)
 

@@ -120,13 +120,10 @@ class LocalGateway:
 
 def start(sandbox) -> None:
     """Sandbox part: the local gateway, whose Dask workers read and write the sandbox's S3."""
-    gateway = LocalGateway(
-        sandbox.config.daskhub,
-        workdir=sandbox.state_dir / "gateway",
-        environment=sandbox.env,
-        log=open(sandbox.state_dir / "gateway.log", "ab"),
-    )
-    sandbox.on_stop(gateway._log.close)  # cleanups run in reverse: the server stops first
+    log = open(sandbox.state_dir / "gateway.log", "ab")
+    sandbox.on_stop(log.close)  # cleanups run in reverse: the server stops first, then its log closes
+    gateway = LocalGateway(sandbox.config.daskhub, workdir=sandbox.state_dir / "gateway",
+                           environment=sandbox.env, log=log)
     gateway.start()
     sandbox.on_stop(gateway.stop)
     settings = gateway.client_settings()

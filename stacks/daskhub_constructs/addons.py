@@ -92,8 +92,7 @@ class ClusterAddons(Construct):
         acknowledge(account.role, "AwsSolutions-IAM5[Resource::*]",
                     "Describe calls of the autoscaler support no resource scoping; scaling calls are limited by "
                     "condition to ASGs tagged as owned by this cluster")
-        acknowledge(account.role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:eks:<AWS::Region>:"
-                    f"<AWS::AccountId>:nodegroup/{cluster_name}/*/*]",
+        acknowledge(account.role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:eks:<AWS::Region>:<AWS::AccountId>:nodegroup/{cluster_name}/*/*]",
                     "Node groups of this one cluster only; their names carry a suffix EKS generates")
         repository, chart, version = AUTOSCALER_CHART
         release = cluster.add_helm_chart(

@@ -92,13 +92,11 @@ def _tag_asg_for_scale_from_zero(scope: Construct, spec: NodeGroupSpec, cluster:
             conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster.cluster_name}},
         )]),
     )
-    acknowledge(tagger, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:"
-                "<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/eks-*]",
+    acknowledge(tagger, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/eks-*]",
                 "EKS names a node group's ASG with a generated suffix; the grant is limited to ASGs tagged with "
                 "this cluster's name and to writing tags")
     singleton = stack.node.try_find_child(_AWS_CUSTOM_RESOURCE_FUNCTION)
-    acknowledge(singleton, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaBasicExecutionRole]",
+    acknowledge(singleton, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
                 "CDK's AwsCustomResource function logs to CloudWatch with the AWS-managed basic execution policy")
 
 

@@ -169,7 +169,11 @@ def test_gpu_profile_asks_for_a_gpu_on_the_gpu_workers(settings, monkeypatch):
 
 def test_homes_can_be_mounted_into_workers(settings, monkeypatch):
     settings = {**settings, "dask": {**settings["dask"], "mount_home_in_workers": True}}
-    config = cluster_config(kubernetes_gateway(settings, monkeypatch))
+    c = kubernetes_gateway(settings, monkeypatch)
+    options = c.Backend.cluster_options
+    overrides = options.get_configuration(options.parse_options({}), SimpleNamespace(name="ada.lovelace@site.edu"))
+    assert overrides["worker_extra_container_config"]["volumeMounts"][0]["subPath"] == "ada-2elovelace-40site-2eedu"
+    config = cluster_config(c)
     assert config.worker_extra_pod_config["volumes"] == [
         {"name": "home", "persistentVolumeClaim": {"claimName": "heliocloud-homes"}}]
     assert config.worker_extra_container_config["volumeMounts"] == [

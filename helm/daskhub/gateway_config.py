@@ -43,6 +43,13 @@ def worker_resources(options):
     }
 
 
+def home_directory(username):
+    """The hub's name for a user's home folder: KubeSpawner's `escape` slug scheme (set in the
+    chart values), i.e. every character but a-z and 0-9 as -XX hex bytes, lower-cased."""
+    safe = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(c if c in safe else "".join(f"-{b:X}" for b in c.encode()) for c in username).lower()
+
+
 def kubernetes_pods(options, username):
     """Where scheduler and worker pods run and what they carry: schedulers on the on-demand core
     nodes, workers on the (spot) worker groups, GPU workers with one `nvidia.com/gpu` each."""
@@ -56,7 +63,8 @@ def kubernetes_pods(options, username):
         worker_container["resources"] = {"limits": {"nvidia.com/gpu": 1}}
     if HELIOCLOUD["mount_home_in_workers"]:
         worker_pod["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": HELIOCLOUD["home_claim"]}}]
-        worker_container["volumeMounts"] = [{"name": "home", "mountPath": "/home/jovyan", "subPath": username}]
+        worker_container["volumeMounts"] = [
+            {"name": "home", "mountPath": "/home/jovyan", "subPath": home_directory(username)}]
     return {
         "image": options.image,
         "worker_cores_limit": options.worker_cores,

@@ -30,7 +30,7 @@ def test_sdo_flow_against_the_sandbox(tmp_path, monkeypatch):
             monkeypatch.setenv(key, value)
         started = []
         try:
-            gateway_part.start(sandbox)
+            server = gateway_part.start(sandbox)
             endpoints = json.loads(sandbox.write_endpoints().read_text())
             info = endpoints["dask_gateway"]
             assert endpoints["gateway"] == info["address"] and info["auth"] == "basic"
@@ -60,12 +60,13 @@ def test_sdo_flow_against_the_sandbox(tmp_path, monkeypatch):
                 results = client.gather(client.map(read_fits_header, files))
                 assert [key for key, _ in results] == files
                 assert all(header.startswith(b"SIMPLE  =") for _, header in results)
-                started = psutil.Process().children(recursive=True)
+                root = psutil.Process(server.process.pid)
+                started = [root, *root.children(recursive=True)]
                 client.close()
                 cluster.close()
         finally:
             sandbox.stop()
-    assert started, "the gateway, its proxy, a scheduler and a worker were running"
+    assert len(started) >= 4, "the gateway, its proxy, a scheduler and a worker were running"
     _, alive = psutil.wait_procs(started, timeout=15)
     assert alive == []
     assert "Dask-Gateway server started" in (tmp_path / "gateway.log").read_text()

@@ -118,7 +118,7 @@ class LocalGateway:
         self.stop()
 
 
-def start(sandbox) -> None:
+def start(sandbox) -> LocalGateway:
     """Sandbox part: the local gateway, whose Dask workers read and write the sandbox's S3."""
     log = open(sandbox.state_dir / "gateway.log", "ab")
     sandbox.on_stop(log.close)  # cleanups run in reverse: the server stops first, then its log closes
@@ -133,3 +133,4 @@ def start(sandbox) -> None:
         "note": "from dask_gateway import Gateway, BasicAuth; "
                 "Gateway(address, auth=BasicAuth(<any user name>, password))",
     }
+    return gateway

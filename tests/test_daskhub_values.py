@@ -195,3 +195,18 @@ def test_the_dask_commands_the_config_uses_exist():
         result = subprocess.run([str(dask), command, "--help"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "Usage" in result.stdout
     assert not Path(sys.executable).with_name("dask-scheduler").exists()
+
+
+def test_scheduler_resources_forwarded_by_the_chart_parse(values):
+    """The chart copies gateway.backend.scheduler.* onto KubeClusterConfig; the strings must parse."""
+    from dask_gateway_server.backends.kubernetes.backend import KubeClusterConfig
+
+    scheduler = values["dask-gateway"]["gateway"]["backend"]["scheduler"]
+    c = Config()
+    c.KubeClusterConfig.scheduler_cores = scheduler["cores"]["request"]
+    c.KubeClusterConfig.scheduler_cores_limit = scheduler["cores"]["limit"]
+    c.KubeClusterConfig.scheduler_memory = scheduler["memory"]["request"]
+    c.KubeClusterConfig.scheduler_memory_limit = scheduler["memory"]["limit"]
+    config = KubeClusterConfig(config=c)
+    assert (config.scheduler_cores, config.scheduler_memory) == (0.25, 2**30)
+    assert (config.scheduler_cores_limit, config.scheduler_memory_limit) == (1, 2 * 2**30)

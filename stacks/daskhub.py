@@ -59,7 +59,7 @@ class DaskhubStack(cdk.Stack):
                           read_buckets=[b["name"] for b in config.registry["buckets"]] + settings["extra_read_buckets"],
                           scratch_expiry_days=settings["scratch_expiry_days"], after=[ns])
 
-        endpoint = HubEndpoint(self, "HubEndpoint", cluster=cluster, namespace=namespace,
+        endpoint = HubEndpoint(self, "HubEndpoint", cluster=cluster, vpc=network.vpc, namespace=namespace,
                                https=settings["https"], after=[ns, core])
         login = HubLogin(self, "HubLogin", user_pool=auth.user_pool, hub_url=endpoint.url)
         values = hub.release_values(settings, admins=config.auth["admins"] + settings["admin_users"],

@@ -222,6 +222,19 @@ def test_cognito_client_uses_code_flow_with_the_cloudfront_callback(template):
         "DefaultCacheBehavior": Match.object_like({"ViewerProtocolPolicy": "redirect-to-https"})})})
 
 
+def test_without_a_domain_the_load_balancer_admits_only_cloudfront(raw):
+    ingress = [r["Properties"] for r in resources(raw, "AWS::EC2::SecurityGroupIngress").values()
+               if "SourcePrefixListId" in r["Properties"]]
+    assert len(ingress) == 1 and (ingress[0]["FromPort"], ingress[0]["ToPort"]) == (80, 80)
+    lookups = [joined(r["Properties"]["Create"]) for r in resources(raw, "Custom::AWS").values()]
+    assert any("com.amazonaws.global.cloudfront.origin-facing" in c for c in lookups)
+    service = next(joined(r["Properties"]["Manifest"]) for k, r in resources(
+        raw, "Custom::AWSCDK-EKS-KubernetesResource").items() if "HubPublicService" in k)
+    assert "aws-load-balancer-security-groups" in service and "loadBalancerSourceRanges" not in service
+    for group in resources(raw, "AWS::EC2::SecurityGroup").values():
+        assert not any(rule.get("CidrIp") == "0.0.0.0/0" for rule in group["Properties"].get("SecurityGroupIngress", []))
+
+
 def test_own_domain_terminates_tls_at_the_load_balancer():
     arn = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
     t = daskhub_template(daskhub={"https": {"domain": "hub.example.edu", "certificate_arn": arn}})

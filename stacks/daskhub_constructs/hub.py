@@ -11,38 +11,49 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from heliocloud.daskhub import RELEASE
 from stacks.security import acknowledge
 
+CLOUDFRONT_PREFIX_LIST = "com.amazonaws.global.cloudfront.origin-facing"
+
 
 class HubEndpoint(Construct):
-    """`hub-public`: an NLB in front of the JupyterHub proxy; HTTPS by CloudFront or by the NLB."""
+    """`hub-public`, the load balancer in front of the JupyterHub proxy, and HTTPS in front of it.
 
-    def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.Cluster, namespace: str,
-                 https: dict, after: list[Construct]) -> None:
+    With the admin's domain: a TLS-terminating NLB open to `https.allowed_cidrs` on 443. Without:
+    CloudFront gives the HTTPS address, and the load balancer (a classic ELB, the kind whose
+    security group Kubernetes lets us choose) admits only CloudFront's origin-facing addresses.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.Cluster, vpc: ec2.IVpc,
+                 namespace: str, https: dict, after: list[Construct]) -> None:
         super().__init__(scope, construct_id)
         tls = bool(https["domain"])
-        annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
         if tls:
-            annotations.update({
+            annotations = {
+                "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
                 "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": https["certificate_arn"],
                 "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "https",
                 "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy":
                     "ELBSecurityPolicy-TLS13-1-2-2021-06",
-            })
-        port = {"name": "https", "port": 443} if tls else {"name": "http", "port": 80}
+            }
+            spec = {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": "http"}],
+                    "loadBalancerSourceRanges": list(https["allowed_cidrs"])}
+        else:
+            self.security_group = self._cloudfront_only_security_group(vpc)
+            annotations = {"service.beta.kubernetes.io/aws-load-balancer-security-groups":
+                           self.security_group.security_group_id}
+            spec = {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]}
         self.service = cluster.add_manifest("HubPublicService", {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "hub-public", "namespace": namespace, "annotations": annotations},
-            "spec": {
-                "type": "LoadBalancer",
-                "selector": {"app": "jupyterhub", "component": "proxy", "release": RELEASE},
-                "ports": [{**port, "protocol": "TCP", "targetPort": "http"}],
-                "loadBalancerSourceRanges": list(https["allowed_cidrs"]),
-            },
+            "spec": {"type": "LoadBalancer",
+                     "selector": {"app": "jupyterhub", "component": "proxy", "release": RELEASE}, **spec},
         })
         for dependency in after:
             self.service.node.add_dependency(dependency)
@@ -82,8 +93,29 @@ class HubEndpoint(Construct):
                     "The default cloudfront.net certificate is used (no domain configured); viewers get TLS 1.2+ "
                     "from CloudFront's default policy for that certificate")
         acknowledge(d, "AwsSolutions-CFR5",
-                    "The origin is the hub's load balancer inside the instance; set daskhub.https.domain and "
-                    "certificate_arn for TLS all the way to the load balancer")
+                    "The origin is the hub's load balancer, which admits only CloudFront's addresses; set "
+                    "daskhub.https.domain and certificate_arn for TLS all the way to the load balancer")
+
+
+    def _cloudfront_only_security_group(self, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+        """Port 80 from CloudFront's origin-facing managed prefix list only (its id differs per
+        region, so it is looked up at deploy time)."""
+        lookup = cr.AwsSdkCall(
+            service="EC2", action="describeManagedPrefixLists",
+            parameters={"Filters": [{"Name": "prefix-list-name", "Values": [CLOUDFRONT_PREFIX_LIST]}]},
+            physical_resource_id=cr.PhysicalResourceId.of(CLOUDFRONT_PREFIX_LIST),
+            output_paths=["PrefixLists.0.PrefixListId"],
+        )
+        prefix_list = cr.AwsCustomResource(
+            self, "CloudFrontPrefixList", on_create=lookup, on_update=lookup, install_latest_aws_sdk=False,
+            policy=cr.AwsCustomResourcePolicy.from_sdk_calls(resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE))
+        acknowledge(prefix_list, "AwsSolutions-IAM5[Resource::*]",
+                    "DescribeManagedPrefixLists is a read-only call that supports no resource scoping")
+        group = ec2.SecurityGroup(self, "LoadBalancerSecurityGroup", vpc=vpc, allow_all_outbound=True,
+                                  description="Hub load balancer: HTTP from CloudFront only")
+        group.add_ingress_rule(ec2.Peer.prefix_list(prefix_list.get_response_field("PrefixLists.0.PrefixListId")),
+                               ec2.Port.tcp(80), "CloudFront origin-facing addresses")
+        return group
 
 
 class HubLogin(Construct):

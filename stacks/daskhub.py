@@ -48,8 +48,9 @@ class DaskhubStack(cdk.Stack):
         addons = ClusterAddons(self, "Addons", cluster=cluster, cluster_name=cluster_name,
                                kubernetes_version=settings["kubernetes_version"],
                                scale_down_unneeded_minutes=settings["scale_down_unneeded_minutes"])
-        for release in (addons.autoscaler, addons.gpu_plugin):
-            release.node.add_dependency(core)  # charts wait for pods: a node must exist first
+        # Add-ons report healthy only once their pods run, so a node must exist first.
+        for addon in (addons.autoscaler, addons.gpu_plugin, *addons.csi_drivers):
+            addon.node.add_dependency(core)
 
         ns = cluster.add_manifest("Namespace", {"apiVersion": "v1", "kind": "Namespace",
                                                 "metadata": {"name": namespace}})

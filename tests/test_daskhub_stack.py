@@ -142,9 +142,11 @@ def test_autoscaler_node_template_tags_reach_each_asg(raw):
 
 
 # ---------------------------------------------------------------- add-ons
-def test_csi_add_ons_with_irsa_roles(template):
+def test_csi_add_ons_with_irsa_roles_after_the_first_node(template):
     for addon in ("aws-ebs-csi-driver", "aws-efs-csi-driver"):
-        template.has_resource_properties("AWS::EKS::Addon", {"AddonName": addon, "ServiceAccountRoleArn": Match.any_value()})
+        template.has_resource("AWS::EKS::Addon", {
+            "Properties": Match.object_like({"AddonName": addon, "ServiceAccountRoleArn": Match.any_value()}),
+            "DependsOn": Match.array_with([Match.string_like_regexp("NodegroupCore")])})
 
 
 def test_irsa_trust_is_per_service_account(raw):

@@ -7,6 +7,7 @@ import aws_cdk as cdk
 
 from heliocloud.config import load_or_exit
 from stacks.auth import AuthStack
+from stacks.daskhub import DaskhubStack
 from stacks.network import NetworkStack
 from stacks.portal import PortalStack
 from stacks.registry import RegistryStack
@@ -19,6 +20,7 @@ env = cdk.Environment(account=config.account, region=config.region)
 network = NetworkStack(app, config.stack_name("Network"), config=config, env=env)
 auth = AuthStack(app, config.stack_name("Auth"), config=config, env=env)
 registry = RegistryStack(app, config.stack_name("Registry"), config=config, env=env) if config.enabled("registry") else None
+daskhub = DaskhubStack(app, config.stack_name("Daskhub"), config=config, network=network, auth=auth, env=env) if config.enabled("daskhub") else None
 portal = PortalStack(app, config.stack_name("Portal"), config=config, network=network, auth=auth, env=env) if config.enabled("portal") else None
 
 for key, value in config.tags.items():

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from heliocloud.commands import cost, docs, portal, registry, sandbox, synth, users, validate
+from heliocloud.commands import cost, docs, doctor, portal, registry, sandbox, synth, users, validate
 
 # In help order.
-COMMANDS = [validate, synth, sandbox, users, registry, portal, cost, docs]
+COMMANDS = [validate, synth, sandbox, users, registry, portal, doctor, cost, docs]
 
 
 def build_parser() -> argparse.ArgumentParser:

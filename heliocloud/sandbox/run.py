@@ -12,6 +12,7 @@ from rich.table import Table
 from heliocloud.config import InstanceConfig
 from heliocloud.sandbox import Sandbox
 from heliocloud.sandbox import auth as auth_part
+from heliocloud.sandbox import gateway as gateway_part
 from heliocloud.sandbox import portal as portal_part
 from heliocloud.sandbox import registry as registry_part
 from heliocloud.sandbox.moto import MotoServer
@@ -20,6 +21,7 @@ from heliocloud.sandbox.moto import MotoServer
 PARTS = [
     (None, auth_part.start),
     ("registry", registry_part.start),
+    ("daskhub", gateway_part.start),
     ("portal", portal_part.start),
 ]
 

@@ -1,0 +1,155 @@
+"""`heliocloud doctor`: check a deployed Daskhub through the Kubernetes API.
+
+Nodes ready per node group, hub/proxy/gateway pods ready, the hub's load balancer, cluster
+autoscaler running, CSI drivers and NVIDIA device plugin present. Uses your kubeconfig: after a
+deploy, `aws eks update-kubeconfig --name <instance>-daskhub --role-arn <AdminRole>` (the stack
+prints this command). Exit status 1 if any check fails.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+from heliocloud import daskhub
+from heliocloud.commands import add_config_option
+from heliocloud.config import load_or_exit
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+_STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red"}
+
+# (check name, label selector) of the pods that must be ready in the release namespace.
+RELEASE_PODS = [
+    ("hub", "component=hub"),
+    ("proxy", "component=proxy"),
+    ("dask-gateway api", "app.kubernetes.io/component=gateway"),
+    ("dask-gateway controller", "app.kubernetes.io/component=controller"),
+    ("dask-gateway traefik", "app.kubernetes.io/component=traefik"),
+]
+# (check name, kind, name prefix) of the add-ons in kube-system.
+ADDONS = [
+    ("cluster autoscaler", "deployment", "cluster-autoscaler"),
+    ("EBS CSI driver", "daemonset", "ebs-csi-node"),
+    ("EFS CSI driver", "daemonset", "efs-csi-node"),
+    ("NVIDIA device plugin", "daemonset", "nvidia-device-plugin"),
+]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doctor", help="check a deployed Daskhub (nodes, hub, gateway, add-ons)")
+    add_config_option(p)
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.set_defaults(func=run)
+
+
+def _ready(pod) -> bool:
+    conditions = pod.status.conditions or []
+    return pod.status.phase == "Running" and any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def _node_ready(node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def node_checks(core_api, settings: dict) -> list[Check]:
+    nodes = core_api.list_node().items
+    checks = []
+    for spec in daskhub.node_groups(settings):
+        members = [n for n in nodes if (n.metadata.labels or {}).get(daskhub.NODE_GROUP_LABEL) == spec.name]
+        ready = sum(_node_ready(n) for n in members)
+        detail = f"{ready}/{len(members)} ready (min {spec.min_size}, max {spec.max_size})"
+        if ready < spec.min_size:
+            status = FAIL
+        elif ready < len(members):
+            status = WARN
+            detail += "; a node is not ready (starting, or failing)"
+        else:
+            status = OK
+            if not members:
+                detail = f"scaled to zero (max {spec.max_size})"
+        checks.append(Check(f"nodes: {spec.name}", status, detail))
+    return checks
+
+
+def release_checks(core_api, namespace: str) -> list[Check]:
+    checks = []
+    for name, selector in RELEASE_PODS:
+        pods = core_api.list_namespaced_pod(namespace, label_selector=selector).items
+        ready = sum(_ready(p) for p in pods)
+        if not pods:
+            checks.append(Check(f"pod: {name}", FAIL, f"no pod matches {selector} in {namespace}"))
+        else:
+            waiting = [p.metadata.name for p in pods if not _ready(p)]
+            checks.append(Check(f"pod: {name}", OK if ready else FAIL,
+                                f"{ready}/{len(pods)} ready" + (f"; not ready: {', '.join(waiting)}" if waiting else "")))
+    service = next((s for s in core_api.list_namespaced_service(namespace).items if s.metadata.name == "hub-public"),
+                   None)
+    ingress = (service.status.load_balancer.ingress or []) if service and service.status.load_balancer else []
+    if service is None:
+        checks.append(Check("hub load balancer", FAIL, f"service hub-public missing in {namespace}"))
+    elif not ingress:
+        checks.append(Check("hub load balancer", FAIL, "hub-public has no load balancer address yet"))
+    else:
+        checks.append(Check("hub load balancer", OK, ingress[0].hostname or ingress[0].ip))
+    return checks
+
+
+def addon_checks(apps_api) -> list[Check]:
+    deployments = apps_api.list_namespaced_deployment("kube-system").items
+    daemonsets = apps_api.list_namespaced_daemon_set("kube-system").items
+    checks = []
+    for name, kind, prefix in ADDONS:
+        items = deployments if kind == "deployment" else daemonsets
+        found = next((i for i in items if i.metadata.name.startswith(prefix)), None)
+        if found is None:
+            checks.append(Check(name, FAIL, f"no {kind} named {prefix}* in kube-system"))
+        elif kind == "deployment":
+            ready = found.status.ready_replicas or 0
+            checks.append(Check(name, OK if ready else FAIL, f"{found.metadata.name}: {ready}/{found.spec.replicas} ready"))
+        else:
+            desired, ready = found.status.desired_number_scheduled or 0, found.status.number_ready or 0
+            # A daemonset for GPU nodes has nothing to run while GPU groups are at zero: that is fine.
+            status = OK if ready == desired else WARN
+            checks.append(Check(name, status, f"{found.metadata.name}: {ready}/{desired} ready"))
+    return checks
+
+
+def run_checks(api_client, settings: dict) -> list[Check]:
+    from kubernetes import client
+
+    core_api, apps_api = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    return (node_checks(core_api, settings) + release_checks(core_api, settings["chart"]["namespace"])
+            + addon_checks(apps_api))
+
+
+def render(checks: list[Check], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("check", "status", "detail"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(check.name, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail)
+    return table
+
+
+def run(args) -> int:
+    from kubernetes import config as kube_config
+
+    config = load_or_exit(args.config)
+    api_client = kube_config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
+    console = Console(file=sys.stdout)
+    with console.status("asking the cluster"), api_client:
+        checks = run_checks(api_client, config.daskhub)
+    console.print(render(checks, f"Daskhub of {config.name} ({config.name}-daskhub)"))
+    failed = [c for c in checks if c.status == FAIL]
+    console.print(f"[bold red]{len(failed)} check(s) failed[/]" if failed else "[bold green]all checks passed[/]")
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""The named constructs the Daskhub stack is composed of (stacks/daskhub.py)."""

@@ -24,8 +24,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-import cloudpickle
-
 DATASET = "aia_0094"
 CADENCE = timedelta(minutes=4)
 
@@ -40,10 +38,6 @@ def fits_mean(datakey: str) -> float:
     with fits.open(io.BytesIO(body)) as hdus:
         image = next(h for h in hdus if h.data is not None)  # compressed AIA files keep it in HDU 1
         return float(image.data.mean())
-
-
-# Workers cannot import this file, so send fits_mean by value rather than by name.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def find_files(bucket: str, start: str, stop: str, dataset: str = DATASET):
@@ -77,6 +71,7 @@ def burst(datakeys, *, gateway=None, worker_cores: int = 4, worker_memory: int =
     cluster = gateway.new_cluster(options)
     try:
         client = cluster.get_client()
+        client.upload_file(__file__)  # workers, including ones adapt adds later, can import fits_mean
         cluster.adapt(minimum=1, maximum=maximum)
         futures = client.map(fits_mean, list(datakeys))
         return client.gather(futures)

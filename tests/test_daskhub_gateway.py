@@ -6,6 +6,7 @@ Kubernetes pods) with the default instance's settings, and the SDO notebook's ca
 from __future__ import annotations
 
 import copy
+import gc
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import psutil
 import pytest
 from dask_gateway import Gateway
 
+from gateway_deadline import deadline  # noqa: F401 (autouse fixture)
 from heliocloud.config import load
 from heliocloud.sandbox.gateway import LocalGateway
 from heliocloud.sandbox.moto import SANDBOX_CREDENTIALS, MotoServer
@@ -65,6 +67,9 @@ def gateway(gateway_server):
         yield gw
         for report in gw.list_clusters():
             gw.stop_cluster(report.name)
+    # Client objects left to the garbage collector close themselves from whatever thread runs it,
+    # which can deadlock distributed's loop bookkeeping; collect them here, at a safe point.
+    gc.collect()
 
 
 def wait_for_workers(client, n: int, timeout: float = 60) -> dict:
@@ -93,7 +98,7 @@ def test_options_offer_the_configured_ranges(gateway):
 def test_the_server_enforces_the_ranges_too(gateway):
     """A client that skips its own checks is still refused, by the server, naming the option."""
     with pytest.raises(ValueError, match="worker_cores"):
-        gateway.new_cluster(worker_cores=9)
+        gateway.submit(worker_cores=9)
     assert gateway.list_clusters() == []
 
 

@@ -9,6 +9,7 @@ import psutil
 import pytest
 from dask_gateway import BasicAuth, Gateway
 
+from gateway_deadline import deadline  # noqa: F401 (autouse fixture)
 from heliocloud.config import load
 from heliocloud.sandbox import Sandbox
 from heliocloud.sandbox import gateway as gateway_part

@@ -115,7 +115,7 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
 # Checks a JSON Schema cannot express. Each takes the defaults-filled config and yields
 # (path, message). Component modules register theirs with @semantic_check; COMPONENT_CHECKS names
 # those modules so that every entry point (CLI, app.py, sandbox) runs all of them.
-COMPONENT_CHECKS = ("heliocloud.registry_config", "heliocloud.portal_config")
+COMPONENT_CHECKS = ("heliocloud.registry_config", "heliocloud.daskhub", "heliocloud.portal_config")
 SemanticCheck = Callable[[dict], Iterable[tuple[list[Any], str]]]
 SEMANTIC_CHECKS: list[SemanticCheck] = []
 

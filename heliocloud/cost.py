@@ -367,17 +367,25 @@ def _is_helm_chart(resource_type: str) -> bool:
     return resource_type.startswith("Custom::") and "helm" in resource_type.lower().replace("-", "")
 
 
-def _chart_values(values: Any) -> dict | None:
-    """Helm values as CDK writes them: a JSON string, or an Fn::Join around tokens."""
-    if isinstance(values, dict) and "Fn::Join" in values:
-        sep, parts = values["Fn::Join"]
-        values = sep.join(p if isinstance(p, str) else "TOKEN" for p in parts)
-    if values is None:
-        return {}
+def _json_with_tokens(value: Any) -> Any:
+    """A JSON document as CDK writes it into a template: a string, or an Fn::Join around tokens
+    (each token read as the string "TOKEN"). None when it does not parse."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        value = sep.join(p if isinstance(p, str) else "TOKEN" for p in parts)
+    if not isinstance(value, str):
+        return value
     try:
-        parsed = json.loads(values) if isinstance(values, str) else values
+        return json.loads(value)
     except json.JSONDecodeError:
         return None
+
+
+def _chart_values(values: Any) -> dict | None:
+    """Helm values as CDK writes them; {} when absent, None when unreadable."""
+    if values is None:
+        return {}
+    parsed = _json_with_tokens(values)
     return parsed if isinstance(parsed, dict) else None
 
 
@@ -406,18 +414,39 @@ def _helm_chart(r: Resource, ctx: _Context) -> Iterable[Item]:
     if values is None:
         ctx.warnings.append(f"{r.name}: Helm values of chart {chart!r} not readable; assumed the chart's defaults")
         values = {}
-    azs = ctx.index.public_subnet_count() or ctx.prices["network"]["default_azs"]
     for path, spec in chart_load_balancers(chart, values):
-        annotations = spec.get("annotations") or {}
-        lb_type = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-type", "")).lower()
-        kind = "network" if lb_type in ("nlb", "external", "nlb-ip") else "classic"
-        internal = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-internal", "")).lower() == "true" or \
-            annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internal"
-        yield from _lb_items(
-            r, ctx, kind=kind, azs=azs, internet_facing=not internal, source=f" of Helm chart {chart}",
-            note=f"{path} is a Kubernetes Service of type LoadBalancer (created by the chart, not in the template; "
-                 f"assumed to span the {azs} public-subnet AZs): ",
-        )
+        yield from _service_load_balancer(r, ctx, spec, source=f" of Helm chart {chart}",
+                                          what=f"{path} is a Kubernetes Service of type LoadBalancer (created by the chart")
+
+
+@priced("Custom::AWSCDK-EKS-KubernetesResource")
+def _kubernetes_manifest(r: Resource, ctx: _Context) -> Iterable[Item]:
+    """Services of type LoadBalancer in a manifest applied at deploy time (e.g. the hub's)."""
+    manifest = _json_with_tokens(r.props.get("Manifest"))
+    if not isinstance(manifest, (list, dict)):
+        ctx.warnings.append(f"{r.name}: Kubernetes manifest not readable; no load balancer assumed")
+        return
+    for obj in manifest if isinstance(manifest, list) else [manifest]:
+        spec = obj.get("spec") or {}
+        if obj.get("kind") == "Service" and spec.get("type") == "LoadBalancer":
+            name = (obj.get("metadata") or {}).get("name", "?")
+            service = {**spec, "annotations": (obj.get("metadata") or {}).get("annotations") or {}}
+            yield from _service_load_balancer(r, ctx, service, source=f" of Service {name}",
+                                              what=f"Service {name} is of type LoadBalancer (created by Kubernetes")
+
+
+def _service_load_balancer(r: Resource, ctx: _Context, spec: dict, *, source: str, what: str) -> Iterable[Item]:
+    """The load balancer Kubernetes creates for a Service of type LoadBalancer, from its annotations."""
+    azs = ctx.index.public_subnet_count() or ctx.prices["network"]["default_azs"]
+    annotations = spec.get("annotations") or {}
+    lb_type = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-type", "")).lower()
+    kind = "network" if lb_type in ("nlb", "external", "nlb-ip") else "classic"
+    internal = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-internal", "")).lower() == "true" or \
+        annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internal"
+    yield from _lb_items(
+        r, ctx, kind=kind, azs=azs, internet_facing=not internal, source=source,
+        note=f"{what}, not in the template; assumed to span the {azs} public-subnet AZs): ",
+    )
 
 
 # -------------------------------------------------------------------------------- data and keys

@@ -141,6 +141,11 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def profile_node_group(profile: dict) -> str:
+    """The node group a notebook profile spawns on."""
+    return "user-gpu" if profile["gpu"] else "user"
+
+
 def profile_list(daskhub: dict) -> list[dict]:
     """Notebook profiles for KubeSpawner: sizes from config, GPU ones on the `user-gpu` group."""
     profiles = []
@@ -149,7 +154,7 @@ def profile_list(daskhub: dict) -> list[dict]:
         override: dict[str, Any] = {
             "cpu_guarantee": profile["cpu"], "cpu_limit": profile["cpu"],
             "mem_guarantee": memory, "mem_limit": memory,
-            "node_selector": {NODE_GROUP_LABEL: "user-gpu" if profile["gpu"] else "user"},
+            "node_selector": {NODE_GROUP_LABEL: profile_node_group(profile)},
         }
         if profile["gpu"]:
             override["extra_resource_limits"] = {"nvidia.com/gpu": "1"}

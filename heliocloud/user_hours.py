@@ -1,14 +1,14 @@
 """The marginal cost of one busy user-hour: the node a notebook profile (or a node pool) needs.
 
-Works on any list of (profile, instance type) pairs; ``profiles_from_config`` finds them in a
-config section whatever its layout.
+Works on any list of (profile, instance type) pairs; ``notebook_profiles`` makes that list from
+the Daskhub's notebook profiles.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
+from heliocloud.daskhub import profile_node_group
 from heliocloud.prices import Prices
 
 
@@ -63,44 +63,12 @@ def user_hour_costs(profiles: Iterable[Profile], prices: Prices, *, public_ip: b
     return out
 
 
-_TYPE_KEYS = ("instance_type", "instance_types", "node_type", "machine_type", "instanceType", "instanceTypes")
-_NAME_KEYS = ("name", "slug", "display_name", "id", "title")
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-
-
-def _profile_from(name: str, entry: dict) -> Profile | None:
-    raw = next((entry[k] for k in _TYPE_KEYS if k in entry), None)
-    instance_type = raw[0] if isinstance(raw, list) and raw else raw
-    if not isinstance(instance_type, str) or not _INSTANCE_TYPE.match(instance_type):
-        return None
-    capacity = str(entry.get("capacity") or entry.get("capacity_type") or "").lower()
-    spot = bool(entry.get("spot")) or capacity == "spot"
-    cpu = entry.get("cpu") or entry.get("cpu_guarantee") or entry.get("cores")
-    memory = entry.get("memory_gib") or entry.get("memory_gb") or entry.get("mem_guarantee_gb") or entry.get("memory")
-    return Profile(name=name, instance_type=instance_type, spot=spot,
-                   cpu=float(cpu) if isinstance(cpu, (int, float)) else None,
-                   memory_gib=float(memory) if isinstance(memory, (int, float)) else None)
-
-
-def profiles_from_config(section: Any, path: str = "") -> list[Profile]:
-    """Every entry of a config section (e.g. ``config.daskhub``) that names an instance type:
-    list items with a name key, or mapping entries keyed by name. Tolerant of the layout, so new
-    keys need no change here."""
-    found: list[Profile] = []
-    if isinstance(section, dict):
-        for key, value in section.items():
-            here = f"{path}.{key}" if path else str(key)
-            if isinstance(value, dict) and (profile := _profile_from(here, value)):
-                found.append(profile)
-            else:
-                found.extend(profiles_from_config(value, here))
-    elif isinstance(section, list):
-        for i, value in enumerate(section):
-            here = f"{path}[{i}]"
-            if isinstance(value, dict):
-                name = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), here)
-                if profile := _profile_from(f"{path}: {name}" if path else name, value):
-                    found.append(profile)
-                    continue
-            found.extend(profiles_from_config(value, here))
-    return found
+def notebook_profiles(daskhub: dict) -> list[Profile]:
+    """Each notebook profile of ``config.daskhub`` on the node group it spawns on (the group's
+    first instance type), with the CPU and memory it is guaranteed."""
+    groups = daskhub["node_groups"]
+    return [
+        Profile(name=profile["name"], instance_type=groups[profile_node_group(profile)]["instance_types"][0],
+                cpu=float(profile["cpu"]), memory_gib=float(profile["memory_gib"]))
+        for profile in daskhub["profiles"]
+    ]

@@ -38,6 +38,12 @@ class NetworkStack(cdk.Stack):
             # S3 traffic (the data buckets) stays on the AWS network and costs nothing extra.
             gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
         )
+        # Kubernetes Services of type LoadBalancer (the Daskhub proxy) find their subnets by these
+        # tags; without them the AWS load balancer controller has to guess.
+        for subnet in self.vpc.public_subnets:
+            cdk.Tags.of(subnet).add("kubernetes.io/role/elb", "1")
+        for subnet in self.vpc.private_subnets + self.vpc.isolated_subnets:
+            cdk.Tags.of(subnet).add("kubernetes.io/role/internal-elb", "1")
         # Nodes and VMs go where they can reach the internet: private subnets behind NAT when
         # there is NAT, otherwise public subnets.
         self.workload_subnets = ec2.SubnetSelection(

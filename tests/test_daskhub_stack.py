@@ -59,7 +59,7 @@ def nodegroup(raw: dict, group: str) -> dict:
 def test_cluster_version_logs_encryption_and_endpoint(template):
     template.has_resource_properties("AWS::EKS::Cluster", {
         "Name": "helio-daskhub",
-        "Version": "1.33",
+        "Version": "1.35",
         "AccessConfig": {"AuthenticationMode": "API"},
         "ComputeConfig": {"Enabled": False},  # no Auto Mode: our own node groups
         "EncryptionConfig": [Match.object_like({"Resources": ["secrets"]})],
@@ -108,7 +108,7 @@ def test_five_node_groups_with_ami_capacity_and_sizes(raw):
         props = nodegroup(raw, group)
         assert (props["AmiType"], props["CapacityType"], props["ScalingConfig"]["MinSize"]) == (ami, capacity, minimum)
         assert props["ScalingConfig"]["DesiredSize"] == minimum
-        assert props["Version"] == "1.33"  # nodes follow the control plane on upgrade
+        assert props["Version"] == "1.35"  # nodes follow the control plane on upgrade
         assert len(props["Subnets"]) == 2  # multi-AZ
     assert nodegroup(raw, "core")["InstanceTypes"] == ["t3a.medium"]
     assert len(nodegroup(raw, "dask-worker")["InstanceTypes"]) >= 3  # several spot pools
@@ -167,7 +167,7 @@ def test_cluster_autoscaler_and_gpu_plugin_charts(raw):
     assert autoscaler["autoDiscovery"] == {"clusterName": "helio-daskhub"}
     assert autoscaler["rbac"]["serviceAccount"] == {"create": False, "name": "cluster-autoscaler"}
     assert autoscaler["extraArgs"]["scale-down-unneeded-time"] == "10m"
-    assert autoscaler["image"]["tag"].startswith("v1.33.")
+    assert autoscaler["image"]["tag"].startswith("v1.35.")
     plugin = json.loads(joined(charts["nvidia-device-plugin"]["Values"]))
     assert plugin["nodeSelector"] == {"heliocloud/gpu": "true"}
     assert plugin["tolerations"] == [{"operator": "Exists"}]

@@ -28,6 +28,8 @@ def test_default_network_has_two_azs_no_nat_s3_endpoint_and_flow_logs(default_te
                                                         "ServiceName": Match.object_like({})})
     t.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL"})
     t.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+    t.has_resource_properties("AWS::EC2::Subnet", {"MapPublicIpOnLaunch": True, "Tags": Match.array_with(
+        [{"Key": "kubernetes.io/role/elb", "Value": "1"}])})
 
 
 @pytest.mark.parametrize("nat,expected", [(1, 1), (2, 2)])

@@ -47,7 +47,7 @@ def run(args) -> int:
     estimate = cost.estimate_idle(templates, prices, on=args.on)
     pools = cost.scalable_node_pools(templates, prices)
     public = any(p.public_ip for p in pools)
-    profiles = user_hours.user_hour_costs(user_hours.profiles_from_config(config.daskhub), prices, public_ip=public)
+    profiles = user_hours.user_hour_costs(user_hours.notebook_profiles(config.daskhub), prices, public_ip=public)
     pool_hours = user_hours.user_hour_costs(
         [user_hours.Profile(p.name, p.instance_type, p.spot) for p in pools], prices, public_ip=public)
     if args.json:

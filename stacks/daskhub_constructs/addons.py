@@ -14,7 +14,7 @@ from stacks.security import acknowledge
 
 # Pinned chart versions; the autoscaler's image follows the cluster's minor version.
 AUTOSCALER_CHART = ("https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.46.6")
-AUTOSCALER_IMAGE = {"1.32": "v1.32.1", "1.33": "v1.33.0", "1.34": "v1.34.0"}
+AUTOSCALER_IMAGE = {"1.34": "v1.34.0", "1.35": "v1.35.0"}
 NVIDIA_CHART = ("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.17.1")
 CORE = {NODE_GROUP_LABEL: "core"}
 

@@ -5,7 +5,7 @@ Built with ``aws_eks_v2`` rather than ``aws_eks``: the control plane is a native
 cluster), and API access uses EKS access entries instead of the aws-auth ConfigMap. Auto Mode is
 off (``DefaultCapacityType.NODEGROUP``, no default capacity): the five managed node groups, with
 their labels, taints and scale-from-zero tags, are what JupyterHub and Dask Gateway expect. The
-kubectl provider (needed for manifests and Helm releases) uses the pinned kubectl v1.33 layer.
+kubectl provider (needed for manifests and Helm releases) uses the pinned kubectl v1.35 layer.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
 from stacks.network import RETENTION_DAYS
@@ -61,7 +61,7 @@ class HubCluster(Construct):
             secrets_encryption_key=self.secrets_key,
             masters_role=self.admin_role,
             kubectl_provider_options=eks.KubectlProviderOptions(
-                kubectl_layer=KubectlV33Layer(self, "KubectlLayer"),
+                kubectl_layer=KubectlV35Layer(self, "KubectlLayer"),
                 private_subnets=workload_subnets if in_vpc else None,
             ),
         )

@@ -74,14 +74,12 @@ class Sandbox:
         self.stopping.set()
         for thread in self._threads:
             thread.join(timeout=15)
+        from heliocloud.sandbox.moto import stop_process
+
         for proc in reversed(self._processes):
             if proc.poll() is None:
-                proc.terminate()
+                proc.terminate()  # all at once, then reap each
         for proc in reversed(self._processes):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         for cleanup in reversed(self._cleanups):
             cleanup()

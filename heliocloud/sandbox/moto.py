@@ -15,6 +15,19 @@ SANDBOX_CREDENTIALS = {
 }
 
 
+def stop_process(process: subprocess.Popen | None, *, timeout: float = 10) -> None:
+    """Terminate a child process and reap it; kill it if it does not exit within ``timeout``."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,13 +71,7 @@ class MotoServer:
         requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def __enter__(self) -> "MotoServer":
         return self.start()

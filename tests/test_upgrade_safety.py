@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 CHANGES = [
     ("network.flow_log_retention_days", 90),
     ("auth.password_min_length", 16),
+    ("daskhub.node_groups.dask-worker.max_size", 80),
+    ("daskhub.node_groups.user.max_size", 20),
+    ("daskhub.culling.idle_minutes", 90),
 ]
 
 # Resource types that hold data, found by type wherever a stack puts them. Log groups are left

@@ -69,7 +69,7 @@ class Registry:
         self.publisher.flush()
         # Publishing wrote index objects, whose own events are on the queue: consume them too.
         while self.poller.poll_once():
-            pass
+            continue
 
     def handle(self, *messages: dict) -> dict:
         return self.indexer.handle({"Records": list(messages)})

@@ -98,7 +98,7 @@ class FakeApiServer:
                 self.wfile.write(body)
 
             def log_message(self, *args):
-                pass
+                """Keep the test output free of access-log lines."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"

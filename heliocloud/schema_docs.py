@@ -64,6 +64,17 @@ def type_of(node: dict) -> str:
     return " or ".join(names)
 
 
+def _bounds(low, high, unit: str = "") -> str | None:
+    """``3 to 9 characters``, ``at least 3``, ``at most 9``, or None without bounds."""
+    if low is not None and high is not None:
+        return f"{low} to {high}{unit}"
+    if low is not None:
+        return f"at least {low}{unit}"
+    if high is not None:
+        return f"at most {high}{unit}"
+    return None
+
+
 def constraints(node: dict) -> list[str]:
     """Allowed values and bounds, each as a short phrase."""
     out = []
@@ -71,23 +82,16 @@ def constraints(node: dict) -> list[str]:
         out.append("one of " + ", ".join(_code(v) for v in node["enum"]))
     if "const" in node:
         out.append(f"exactly {_code(node['const'])}")
-    low, high = node.get("minimum"), node.get("maximum")
-    if low is not None and high is not None:
-        out.append(f"{low} to {high}")
-    elif low is not None:
-        out.append(f"at least {low}")
-    elif high is not None:
-        out.append(f"at most {high}")
+    if bounds := _bounds(node.get("minimum"), node.get("maximum")):
+        out.append(bounds)
     for key, phrase in (("exclusiveMinimum", "more than"), ("exclusiveMaximum", "less than")):
         if key in node:
             out.append(f"{phrase} {node[key]}")
     low, high = node.get("minLength"), node.get("maxLength")
-    if low is not None and high is not None:
-        out.append(f"{low} to {high} characters")
-    elif high is not None:
-        out.append(f"at most {high} characters")
-    elif low is not None:
-        out.append("not empty" if low == 1 else f"at least {low} characters")
+    if low == 1 and high is None:
+        out.append("not empty")
+    elif bounds := _bounds(low, high, " characters"):
+        out.append(bounds)
     if "minItems" in node or "maxItems" in node:
         out.append(f"{node.get('minItems', 0)} to {node.get('maxItems', 'any number of')} items")
     if node.get("uniqueItems"):

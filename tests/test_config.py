@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from heliocloud.config import ConfigError, load
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from sandbox_support import running_sandbox
+
 pytestmark = pytest.mark.gateway
 REPO = Path(__file__).resolve().parents[1]
 FILES = 1000
@@ -30,23 +32,15 @@ def load_example():
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    state = tmp_path_factory.mktemp("journey")
-    proc = subprocess.Popen([sys.executable, "-m", "heliocloud.cli", "sandbox", "--state-dir", str(state)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while not (state / "endpoints.json").exists():
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "sandbox did not start"
-        time.sleep(0.2)
-    endpoints = json.loads((state / "endpoints.json").read_text())
-    saved = dict(os.environ)
-    os.environ.update({"AWS_ENDPOINT_URL": endpoints["s3"], "AWS_DEFAULT_REGION": endpoints["region"],
-                       "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
-    yield endpoints
-    os.environ.clear()
-    os.environ.update(saved)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=90) == 0
+    with running_sandbox(tmp_path_factory.mktemp("journey")) as (proc, endpoints):
+        saved = dict(os.environ)
+        os.environ.update({"AWS_ENDPOINT_URL": endpoints["s3"], "AWS_DEFAULT_REGION": endpoints["region"],
+                           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        yield endpoints
+        os.environ.clear()
+        os.environ.update(saved)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
 
 
 def test_sdo_burst_over_indexed_fits_files(sandbox, capsys):

@@ -5,16 +5,13 @@ docs/img/portal-*.png.
 """
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from sandbox_support import running_sandbox
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -28,21 +25,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    state = tmp_path_factory.mktemp("portal-sandbox")
-    proc = subprocess.Popen([sys.executable, "-m", "heliocloud.cli", "sandbox", "--state-dir", str(state)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (state / "endpoints.json").exists():
-        assert proc.poll() is None, f"sandbox exited: {proc.stderr.read()[-3000:]}"
-        assert time.monotonic() < deadline, "sandbox did not start"
-        time.sleep(0.2)
-    yield json.loads((state / "endpoints.json").read_text())
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with running_sandbox(tmp_path_factory.mktemp("portal-sandbox"), timeout=120) as (_, endpoints):
+        yield endpoints
 
 
 @pytest.fixture(scope="module")

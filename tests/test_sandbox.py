@@ -1,40 +1,22 @@
 """The sandbox as a person runs it: start, read endpoints.json, use it, Ctrl-C, nothing left."""
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import boto3
 import pytest
 import requests
 
+from sandbox_support import running_sandbox
+
 pytestmark = pytest.mark.moto
-REPO = Path(__file__).resolve().parents[1]
-
-
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"sandbox exited early: {proc.stderr.read()[-3000:]}"
-        if path.exists():
-            return json.loads(path.read_text())
-        time.sleep(0.2)
-    raise TimeoutError("sandbox did not write endpoints.json")
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     state = tmp_path_factory.mktemp("sandbox")
-    proc = subprocess.Popen([sys.executable, "-m", "heliocloud.cli", "sandbox", "--state-dir", str(state)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    endpoints = wait_for(state / "endpoints.json", proc)
-    yield proc, state, endpoints
-    if proc.poll() is None:
-        proc.kill()
+    with running_sandbox(state) as (proc, endpoints):
+        yield proc, state, endpoints
 
 
 def test_endpoints_json_has_the_interface_keys(sandbox):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import queue
 import sys
-import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

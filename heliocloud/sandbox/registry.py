@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 from hc_registry.indexer import Indexer
 from hc_registry.rules import BucketRules

@@ -32,20 +32,11 @@ def _plain(item: dict) -> dict:
     return {k: (_number(v) if isinstance(v, Decimal) else v) for k, v in item.items()}
 
 
-def _query_all(table, **kwargs) -> list[dict]:
+def _read_all(read, **kwargs) -> list[dict]:
+    """Every page of a resource-table ``query`` or ``scan`` (the resource API has no paginators)."""
     items, start = [], None
     while True:
-        page = table.query(**kwargs, **({"ExclusiveStartKey": start} if start else {}))
-        items += page["Items"]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return [_plain(i) for i in items]
-
-
-def _scan_all(table, **kwargs) -> list[dict]:
-    items, start = [], None
-    while True:
-        page = table.scan(**kwargs, **({"ExclusiveStartKey": start} if start else {}))
+        page = read(**kwargs, **({"ExclusiveStartKey": start} if start else {}))
         items += page["Items"]
         start = page.get("LastEvaluatedKey")
         if not start:
@@ -67,10 +58,10 @@ class Store:
         return _plain(item) if item else None
 
     def instances_of(self, owner: str) -> list[dict]:
-        return _query_all(self.instances, KeyConditionExpression=Key("owner").eq(owner))
+        return _read_all(self.instances.query, KeyConditionExpression=Key("owner").eq(owner))
 
     def instance_by_id(self, instance_id: str) -> dict | None:
-        found = _query_all(self.instances, IndexName="by-instance",
+        found = _read_all(self.instances.query, IndexName="by-instance",
                            KeyConditionExpression=Key("instance_id").eq(instance_id))
         return found[0] if found else None
 
@@ -86,11 +77,11 @@ class Store:
 
     # ---- ledger
     def intervals_of(self, owner: str) -> list[ledger.Interval]:
-        return [ledger.from_item(i) for i in _query_all(self.ledger, KeyConditionExpression=Key("owner").eq(owner))]
+        return [ledger.from_item(i) for i in _read_all(self.ledger.query, KeyConditionExpression=Key("owner").eq(owner))]
 
     def all_intervals(self) -> dict[str, list[ledger.Interval]]:
         out: dict[str, list[ledger.Interval]] = {}
-        for item in _scan_all(self.ledger):
+        for item in _read_all(self.ledger.scan):
             out.setdefault(item["owner"], []).append(ledger.from_item(item))
         return out
 
@@ -108,7 +99,7 @@ class Store:
     def close_intervals(self, owner: str, instance_id: str, kind: str, end: datetime) -> int:
         """Close every open interval of ``kind`` that started before ``end``; returns how many."""
         prefix = ledger.storage_key(instance_id) if kind == "storage" else f"{instance_id}#compute#"
-        rows = _query_all(self.ledger, KeyConditionExpression=Key("owner").eq(owner) & Key("interval").begins_with(prefix))
+        rows = _read_all(self.ledger.query, KeyConditionExpression=Key("owner").eq(owner) & Key("interval").begins_with(prefix))
         closed = 0
         for row in rows:
             if row.get("end") or ledger.parse_time(row["start"]) > end:
@@ -142,7 +133,7 @@ class Store:
                                      ExpressionAttributeValues={":b": Decimal(str(monthly_usd))})
 
     def users(self) -> list[dict]:
-        return [u for u in _scan_all(self.budgets) if u["owner"] != RECONCILE_ITEM]
+        return [u for u in _read_all(self.budgets.scan) if u["owner"] != RECONCILE_ITEM]
 
     def set_billed(self, owner: str, usd: float, through: str) -> None:
         self.budgets.update_item(Key={"owner": owner}, UpdateExpression="SET billed_usd = :u, billed_through = :t",

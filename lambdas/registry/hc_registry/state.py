@@ -78,6 +78,16 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def _if_condition_holds(write, **request) -> dict | None:
+    """Run a conditional DynamoDB write; its response, or None when the condition did not hold."""
+    try:
+        return write(**request)
+    except ClientError as error:
+        if _conditional_failed(error):
+            return None
+        raise
+
+
 class StateStore:
     def __init__(self, dynamodb, table: str, *, lease_seconds: float = 180.0, margin: float = 15.0):
         self.ddb = dynamodb
@@ -107,16 +117,10 @@ class StateStore:
         }
         if change.deleted:
             item["expires_at"] = _n(int(time.time()) + TOMBSTONE_DAYS * 86400)
-        try:
-            self.ddb.put_item(TableName=self.table, Item=item,
-                              ConditionExpression="attribute_not_exists(#o) OR #o <= :o",
-                              ExpressionAttributeNames={"#o": "order"},
-                              ExpressionAttributeValues={":o": _s(change.order)})
-            return True
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
+        return _if_condition_holds(self.ddb.put_item, TableName=self.table, Item=item,
+                                   ConditionExpression="attribute_not_exists(#o) OR #o <= :o",
+                                   ExpressionAttributeNames={"#o": "order"},
+                                   ExpressionAttributeValues={":o": _s(change.order)}) is not None
 
     def _marker(self, change: Change) -> dict:
         return {"pk": _s(self.pending_pk(change.bucket, change.partition)),
@@ -200,57 +204,49 @@ class StateStore:
     def acquire(self, pk: str, sk: str) -> Lease | None:
         owner, now = uuid.uuid4().hex, time.time()
         until = now + self.lease_seconds
-        try:
-            item = self.ddb.update_item(
-                TableName=self.table, Key={"pk": _s(pk), "sk": _s(sk)},
-                UpdateExpression="SET #owner = :me, lease_until = :until",
-                ConditionExpression="attribute_not_exists(#owner) OR lease_until < :now",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":me": _s(owner), ":until": _n(until), ":now": _n(now)},
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as error:
-            if _conditional_failed(error):
-                return None
-            raise
-        return Lease(pk, sk, owner, int(item.get("version", {"N": "0"})["N"]), until)
+        taken = _if_condition_holds(
+            self.ddb.update_item,
+            TableName=self.table, Key={"pk": _s(pk), "sk": _s(sk)},
+            UpdateExpression="SET #owner = :me, lease_until = :until",
+            ConditionExpression="attribute_not_exists(#owner) OR lease_until < :now",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":me": _s(owner), ":until": _n(until), ":now": _n(now)},
+            ReturnValues="ALL_NEW",
+        )
+        if taken is None:
+            return None
+        return Lease(pk, sk, owner, int(taken["Attributes"].get("version", {"N": "0"})["N"]), until)
 
     def release(self, lease: Lease, summary: dict | None) -> bool:
         """Give the lease up if nothing changed since it was taken (then True); else False."""
         sets, values = self._summary_update(summary)
         update = ("SET " + ", ".join(sets) + " " if sets else "") + "REMOVE #owner, lease_until"
-        try:
-            self.ddb.update_item(
-                TableName=self.table, Key={"pk": _s(lease.pk), "sk": _s(lease.sk)},
-                UpdateExpression=update,
-                ConditionExpression="#owner = :me AND #v = :v",
-                ExpressionAttributeNames={"#owner": "owner", "#v": "version"},
-                ExpressionAttributeValues={**values, ":me": _s(lease.owner), ":v": _n(lease.version)},
-            )
-            return True
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
+        return _if_condition_holds(
+            self.ddb.update_item,
+            TableName=self.table, Key={"pk": _s(lease.pk), "sk": _s(lease.sk)},
+            UpdateExpression=update,
+            ConditionExpression="#owner = :me AND #v = :v",
+            ExpressionAttributeNames={"#owner": "owner", "#v": "version"},
+            ExpressionAttributeValues={**values, ":me": _s(lease.owner), ":v": _n(lease.version)},
+        ) is not None
 
     def renew(self, lease: Lease, summary: dict | None) -> Lease | None:
         """Keep the lease for another round (recording the summary); None if it was lost."""
         sets, values = self._summary_update(summary)
         until = time.time() + self.lease_seconds
-        try:
-            item = self.ddb.update_item(
-                TableName=self.table, Key={"pk": _s(lease.pk), "sk": _s(lease.sk)},
-                UpdateExpression="SET " + ", ".join(sets + ["lease_until = :until"]),
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={**values, ":me": _s(lease.owner), ":until": _n(until)},
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as error:
-            if _conditional_failed(error):
-                return None
-            raise
-        return Lease(lease.pk, lease.sk, lease.owner, int(item.get("version", {"N": "0"})["N"]), until)
+        renewed = _if_condition_holds(
+            self.ddb.update_item,
+            TableName=self.table, Key={"pk": _s(lease.pk), "sk": _s(lease.sk)},
+            UpdateExpression="SET " + ", ".join(sets + ["lease_until = :until"]),
+            ConditionExpression="#owner = :me",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={**values, ":me": _s(lease.owner), ":until": _n(until)},
+            ReturnValues="ALL_NEW",
+        )
+        if renewed is None:
+            return None
+        version = int(renewed["Attributes"].get("version", {"N": "0"})["N"])
+        return Lease(lease.pk, lease.sk, lease.owner, version, until)
 
     @staticmethod
     def _summary_update(summary: dict | None) -> tuple[list[str], dict]:
@@ -265,17 +261,14 @@ class StateStore:
         """Give the lease up although changes arrived meanwhile (out of time): they stay pending
         for the next holder, which the caller's retried batch will be."""
         sets, values = self._summary_update(summary)
-        try:
-            self.ddb.update_item(
-                TableName=self.table, Key={"pk": _s(lease.pk), "sk": _s(lease.sk)},
-                UpdateExpression=("SET " + ", ".join(sets) + " " if sets else "") + "REMOVE #owner, lease_until",
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={**values, ":me": _s(lease.owner)},
-            )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
+        _if_condition_holds(  # a lease already lost needs no giving up
+            self.ddb.update_item,
+            TableName=self.table, Key={"pk": _s(lease.pk), "sk": _s(lease.sk)},
+            UpdateExpression=("SET " + ", ".join(sets) + " " if sets else "") + "REMOVE #owner, lease_until",
+            ConditionExpression="#owner = :me",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={**values, ":me": _s(lease.owner)},
+        )
 
     def exclusively(self, pk: str, sk: str, work, *, deadline: float | None = None) -> bool:
         """Bump, then if the lease is free run ``work(lease) -> summary|None`` until no change

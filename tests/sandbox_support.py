@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-
-from heliocloud.sandbox.moto import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,9 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 @contextmanager
 def running_sandbox(state: Path, *, timeout: float = 180):
     """Yield (process, endpoints) once the sandbox has written endpoints.json; Ctrl-C it after
-    (a test may stop it itself first, to check how it stops)."""
-    proc = subprocess.Popen([sys.executable, "-m", "heliocloud.cli", "sandbox", "--state-dir", str(state)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    (a test may stop it itself first, to check how it stops). It runs in a session of its own,
+    so whatever it started is swept away at the end even if it had to be killed."""
+    # The state dir is given relative to the repo, as `make sandbox` gives `.sandbox`.
+    proc = subprocess.Popen([sys.executable, "-m", "heliocloud.cli", "sandbox", "--state-dir",
+                             os.path.relpath(state, REPO)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not (state / "endpoints.json").exists():
@@ -30,4 +33,9 @@ def running_sandbox(state: Path, *, timeout: float = 180):
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        stop_process(proc, timeout=60)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            with suppress(ProcessLookupError):  # nothing left: the sandbox stopped all it started
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

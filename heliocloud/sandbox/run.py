@@ -28,6 +28,8 @@ PARTS = [
 
 def run(config: InstanceConfig, state_dir: Path, *, port: int = 0, console: Console | None = None) -> None:
     console = console or Console(stderr=True)
+    # Absolute, because parts start servers in sub-folders of it (their own working directory).
+    state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "endpoints.json").unlink(missing_ok=True)
     done = threading.Event()

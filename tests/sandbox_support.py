@@ -10,6 +10,8 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +38,10 @@ def running_sandbox(state: Path, *, timeout: float = 180):
         try:
             proc.wait(timeout=120)
         finally:
-            with suppress(ProcessLookupError):  # nothing left: the sandbox stopped all it started
-                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            # Nothing should be left; whatever is (the sandbox's servers have process groups of
+            # their own, in its session) goes now, so one failing test cannot leak into the next.
+            for leftover in psutil.process_iter():
+                with suppress(psutil.Error, ProcessLookupError):
+                    if os.getsid(leftover.pid) == proc.pid:
+                        leftover.kill()

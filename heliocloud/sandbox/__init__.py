@@ -48,7 +48,9 @@ class Sandbox:
         """Start a child process that is terminated when the sandbox stops; logs go to state_dir."""
         log = open(self.state_dir / f"{name}.log", "ab")
         env = {**os.environ, **self.env, **kwargs.pop("env", {})}
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, **kwargs)
+        from heliocloud.sandbox.moto import OWN_PROCESS_GROUP
+
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, **OWN_PROCESS_GROUP, **kwargs)
         self._processes.append(proc)
         self._cleanups.append(log.close)
         return proc

@@ -15,6 +15,12 @@ SANDBOX_CREDENTIALS = {
 }
 
 
+# Popen arguments for the servers the sandbox starts: a process group of their own, because a
+# Ctrl-C in the terminal reaches the whole foreground group, and only the sandbox should act on
+# it, stopping its parts before the servers they talk to (each server then gets SIGTERM).
+OWN_PROCESS_GROUP = {"process_group": 0}
+
+
 def stop_process(process: subprocess.Popen | None, *, timeout: float = 10) -> None:
     """Terminate a child process and reap it; kill it if it does not exit within ``timeout``."""
     if process is None:
@@ -62,6 +68,7 @@ class MotoServer:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._log,
             stderr=self._log,
+            **OWN_PROCESS_GROUP,
         )
         wait_for_http(f"{self.url}/moto-api/", process=self.process)
         return self

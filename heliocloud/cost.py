@@ -83,7 +83,7 @@ FREE_PREFIXES = (
     "AWS::StepFunctions::", "AWS::ApiGateway::", "AWS::ApiGatewayV2::", "AWS::CDK::", "Custom::",
     "AWS::CloudFormation::", "AWS::Cognito::", "AWS::CloudFront::", "AWS::S3::", "AWS::Logs::",
     "AWS::DynamoDB::", "AWS::EFS::", "AWS::KMS::", "AWS::SecretsManager::", "AWS::SSM::",
-    "AWS::CertificateManager::", "AWS::Budgets::", "AWS::Route53::", "AWS::ECR::",
+    "AWS::CertificateManager::", "AWS::Budgets::", "AWS::Route53::", "AWS::ECR::", "AWS::CodeBuild::",
 )
 FREE_TYPES = {
     "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::RouteTable", "AWS::EC2::Route",
@@ -437,15 +437,18 @@ def _kubernetes_manifest(r: Resource, ctx: _Context) -> Iterable[Item]:
 
 def _service_load_balancer(r: Resource, ctx: _Context, spec: dict, *, source: str, what: str) -> Iterable[Item]:
     """The load balancer Kubernetes creates for a Service of type LoadBalancer, from its annotations."""
-    azs = ctx.index.public_subnet_count() or ctx.prices["network"]["default_azs"]
     annotations = spec.get("annotations") or {}
+    listed = annotations.get("service.beta.kubernetes.io/aws-load-balancer-subnets")
+    azs = (len(str(listed).split(",")) if listed else
+           ctx.index.public_subnet_count() or ctx.prices["network"]["default_azs"])
     lb_type = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-type", "")).lower()
     kind = "network" if lb_type in ("nlb", "external", "nlb-ip") else "classic"
     internal = str(annotations.get("service.beta.kubernetes.io/aws-load-balancer-internal", "")).lower() == "true" or \
         annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internal"
     yield from _lb_items(
         r, ctx, kind=kind, azs=azs, internet_facing=not internal, source=source,
-        note=f"{what}, not in the template; assumed to span the {azs} public-subnet AZs): ",
+        note=(f"{what}, not in the template; in the {azs} subnet(s) its annotation names): " if listed else
+              f"{what}, not in the template; assumed to span the {azs} public-subnet AZs): "),
     )
 
 
@@ -503,6 +506,15 @@ def _kms(r: Resource, ctx: _Context) -> Iterable[Item]:
 def _secret(r: Resource, ctx: _Context) -> Iterable[Item]:
     yield Item("security", r.name, "Secrets Manager secret", 1, f"${ctx.prices['secrets_manager_secret_month']}/secret-month",
                ctx.prices["secrets_manager_secret_month"])
+
+
+@priced("AWS::ECR::Repository")
+def _image_repository(r: Resource, ctx: _Context) -> Iterable[Item]:
+    ecr = ctx.prices["ecr"]
+    size = ecr["researcher_images_gb"]
+    yield Item("storage", r.name, "ECR repository: stored images", size,
+               f"≈{size} GB of researcher images (CPU + GPU, compressed; estimate) at ${ecr['gb_month']}/GB-month",
+               size * ecr["gb_month"])
 
 
 @priced("AWS::SSM::Parameter")

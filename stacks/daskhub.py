@@ -15,7 +15,8 @@ from heliocloud.config import InstanceConfig
 from stacks.auth import AuthStack
 from stacks.daskhub_constructs.addons import ClusterAddons
 from stacks.daskhub_constructs.cluster import HubCluster
-from stacks.daskhub_constructs.hub import DaskhubRelease, HubEndpoint, HubLogin
+from stacks.daskhub_constructs.hub import HubEndpoint, HubLogin, HubReleases
+from stacks.daskhub_constructs.images import ResearcherImages
 from stacks.daskhub_constructs.node_groups import NodeGroups
 from stacks.daskhub_constructs.storage import DataAccess, SharedStorage
 from stacks.network import NetworkStack
@@ -29,7 +30,7 @@ class DaskhubStack(cdk.Stack):
         # IAM's native OIDC provider resource for IRSA (instead of CDK's deprecated custom resource).
         self.node.set_context("@aws-cdk/aws-eks:useNativeOidcProvider", True)
         settings = config.daskhub
-        namespace = settings["chart"]["namespace"]
+        namespace = settings["charts"]["namespace"]
 
         cluster_name = f"{config.name}-daskhub"
         cluster = HubCluster(
@@ -62,15 +63,22 @@ class DaskhubStack(cdk.Stack):
 
         endpoint = HubEndpoint(self, "HubEndpoint", cluster=cluster, vpc=network.vpc, namespace=namespace,
                                https=settings["https"], after=[ns, core])
-        login = HubLogin(self, "HubLogin", user_pool=auth.user_pool, hub_url=endpoint.url)
-        values = hub.release_values(settings, admins=config.auth["admins"] + settings["admin_users"],
-                                    wiring=hub.HubWiring(
-                                        hub_url=endpoint.url, cognito_url=auth.domain.base_url(),
-                                        client_id=login.client.user_pool_client_id,
-                                        client_secret=login.client_secret,
-                                        scratch_bucket=data.scratch.bucket_name, region=self.region))
-        DaskhubRelease(self, "Daskhub", cluster=cluster, chart=settings["chart"], values=values,
-                       after=[ns, core, data.account, *storage.claims.values(), *addons.csi_drivers, endpoint.service])
+        login = HubLogin(self, "HubLogin", user_pool=auth.user_pool, hub_url=endpoint.url, cluster=cluster,
+                         namespace=namespace)
+        # The HelioCloud images, built in the account (or the admin's own pinned images).
+        images = (ResearcherImages(self, "ResearcherImages", repository_name=f"{config.name}-researcher")
+                  if settings["images"]["build"] else None)
+        image_repository = images.repository.repository_uri if images else hub.LOCAL_IMAGE_REPOSITORY
+        wiring = hub.HubWiring(hub_url=endpoint.url, cognito_url=auth.domain.base_url(),
+                               client_id=login.client.user_pool_client_id, scratch_bucket=data.scratch.bucket_name,
+                               region=self.region, client_secret_arn=login.client_secret.secret_arn,
+                               hub_role_arn=login.hub_role.role_arn, image_repository=image_repository)
+        HubReleases(self, "Daskhub", cluster=cluster, charts=settings["charts"],
+                    hub_values=hub.hub_values(settings, admins=config.auth["admins"] + settings["admin_users"],
+                                              wiring=wiring),
+                    gateway_values=hub.gateway_values(settings, region=self.region, image_repository=image_repository),
+                    after=[ns, core, data.account, *storage.claims.values(), *addons.csi_drivers, endpoint.service,
+                           *([images.ready] if images else [])])
 
         cdk.CfnOutput(self, "HubUrl", value=endpoint.url, description="JupyterHub (sign in with your instance account)")
         cdk.CfnOutput(self, "HubLoadBalancer", value=endpoint.load_balancer.value,
@@ -78,5 +86,8 @@ class DaskhubStack(cdk.Stack):
         cdk.CfnOutput(self, "ClusterName", value=cluster.cluster_name, description="EKS cluster (heliocloud doctor)")
         cdk.CfnOutput(self, "ScratchBucket", value=data.scratch.bucket_name,
                       description="Per-user scratch: s3://<bucket>/users/<user>/")
+        if images:
+            cdk.CfnOutput(self, "ResearcherImageRepository", value=images.repository.repository_uri,
+                          description=f"ECR repository of the researcher images (tags {', '.join(images.tags.values())})")
         cdk.CfnOutput(self, "HomeFileSystem", value=storage.file_system.file_system_id,
                       description="EFS with homes, shared folder and hub database (retained on delete)")

@@ -2,6 +2,8 @@
 list calls with API-shaped JSON, filtering pods by label selector as the real server does)."""
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
+from heliocloud import daskhub
 from heliocloud.commands import doctor
 from heliocloud.config import InstanceConfig, validate
 
@@ -38,7 +41,27 @@ def workload(name, image, **status):
             "status": status}
 
 
+def helm_release_secret(release, chart, version, app_version, config, revision=2):
+    """A release revision as Helm 3/4 stores it: Secret data `release` = base64(gzip(JSON))."""
+    body = json.dumps({"name": release, "version": revision, "config": config,
+                       "chart": {"metadata": {"name": chart, "version": version, "appVersion": app_version}}})
+    stored = base64.b64encode(gzip.compress(body.encode()))
+    return {"metadata": {"name": f"sh.helm.release.v1.{release}.v{revision}", "namespace": "daskhub",
+                         "labels": {"owner": "helm", "name": release, "status": "deployed", "version": str(revision)}},
+            "type": "helm.sh/release.v1", "data": {"release": base64.b64encode(stored).decode()}}
+
+
+SCOPE = "access:services!service=dask-gateway"
+HUB_CONFIG = {"hub": {"loadRoles": {"user": {"scopes": ["self", SCOPE]}},
+                      "config": {"Spawner": {"server_token_scopes": ["users:activity!user", SCOPE]}}},
+              "singleuser": {"image": daskhub.image_ref(SETTINGS, "cpu", "111122223333.dkr.ecr.us-east-1.amazonaws.com/x")}}
+GATEWAY_CONFIG = {"gateway": {"auth": {"jupyterhub": {"jupyterhubServiceName": "dask-gateway"}}}}
+
 HEALTHY = {
+    "secrets": [
+        helm_release_secret("daskhub", "jupyterhub", "4.4.0", "5.5.4", HUB_CONFIG),
+        helm_release_secret("dask-gateway", "dask-gateway", "2026.3.0", "2026.3.0", GATEWAY_CONFIG),
+    ],
     "nodes": [node("ip-10-20-0-5", "core"), node("ip-10-20-16-9", "dask-worker")],
     "pods": [
         pod("hub-7d9", {"component": "hub"}), pod("proxy-5c4", {"component": "proxy"}),
@@ -71,6 +94,7 @@ class FakeApiServer:
         "/api/v1/nodes": ("NodeList", "nodes"),
         "/api/v1/namespaces/daskhub/pods": ("PodList", "pods"),
         "/api/v1/namespaces/daskhub/services": ("ServiceList", "services"),
+        "/api/v1/namespaces/daskhub/secrets": ("SecretList", "secrets"),
         "/apis/apps/v1/namespaces/kube-system/deployments": ("DeploymentList", "deployments"),
         "/apis/apps/v1/namespaces/kube-system/daemonsets": ("DaemonSetList", "daemonsets"),
     }
@@ -127,6 +151,37 @@ def test_a_healthy_idle_hub_passes_every_check():
     assert checks["nodes: user-gpu"].detail == "scaled to zero (max 2)"
     assert checks["hub load balancer"].detail == "a1b2.elb.us-east-1.amazonaws.com"
     assert checks["NVIDIA device plugin"].detail == "nvidia-device-plugin: 0/0 ready"
+    assert checks["release: daskhub"].detail == "jupyterhub 4.4.0 (app 5.5.4)"
+    assert checks["image versions"].detail.startswith("dask-gateway 2026.3.0 in the images = 2026.3.0 on the server")
+
+
+def test_a_hub_still_on_the_daskhub_chart_fails_the_release_check():
+    old = {**HEALTHY, "secrets": [helm_release_secret("daskhub", "daskhub", "2024.1.1", "jh3.2.1-dg2024.1.0", {})]}
+    checks = checks_against(old)
+    assert checks["release: daskhub"].status == doctor.FAIL
+    assert "instance.yaml pins jupyterhub 4.4.0" in checks["release: daskhub"].detail
+    assert checks["release: dask-gateway"].status == doctor.FAIL
+    assert checks["image versions"].status == doctor.FAIL
+
+
+@pytest.mark.parametrize("hub_config,gateway_config,message", [
+    (HUB_CONFIG, {"gateway": {"auth": {"jupyterhub": {}}}}, "the gateway accepts any hub token"),
+    ({**HUB_CONFIG, "hub": {"loadRoles": {"user": {"scopes": ["self"]}}}}, GATEWAY_CONFIG,
+     "missing from users' role, server tokens"),
+])
+def test_gateway_scopes_missing_on_either_side_fail(hub_config, gateway_config, message):
+    state = {**HEALTHY, "secrets": [helm_release_secret("daskhub", "jupyterhub", "4.4.0", "5.5.4", hub_config),
+                                    helm_release_secret("dask-gateway", "dask-gateway", "2026.3.0", "2026.3.0",
+                                                        gateway_config)]}
+    check = checks_against(state)["gateway hub scopes"]
+    assert check.status == doctor.FAIL and message in check.detail
+
+
+def test_a_gateway_newer_than_the_images_client_fails():
+    state = {**HEALTHY, "secrets": [HEALTHY["secrets"][0], helm_release_secret(
+        "dask-gateway", "dask-gateway", "2026.3.0", "2026.9.0", GATEWAY_CONFIG)]}
+    check = checks_against(state)["image versions"]
+    assert check.status == doctor.FAIL and "the gateway runs 2026.9.0" in check.detail
 
 
 def test_failures_are_reported_per_check():

@@ -16,6 +16,7 @@ import pytest
 from dask_gateway import Gateway
 
 from gateway_deadline import deadline  # noqa: F401 (autouse fixture)
+from heliocloud import daskhub
 from heliocloud.config import load
 from heliocloud.sandbox.gateway import LocalGateway
 from heliocloud.sandbox.moto import SANDBOX_CREDENTIALS, MotoServer
@@ -82,10 +83,10 @@ def wait_for_workers(client, n: int, timeout: float = 60) -> dict:
     raise TimeoutError(f"fewer than {n} workers after {timeout} s")
 
 
-def test_options_offer_the_configured_ranges(gateway):
+def test_options_offer_the_configured_ranges(gateway, daskhub_config):
     options = gateway.cluster_options()
     assert dict(options) == {"worker_cores": 1, "worker_memory": 2.0, "profile": "cpu",
-                             "image": "pangeo/pangeo-notebook:2024.11.11"}
+                             "image": daskhub.image(daskhub_config, "cpu")}
     options.worker_cores = 4
     options.worker_memory = 8
     options.profile = "gpu"

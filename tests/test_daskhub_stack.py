@@ -97,7 +97,7 @@ def test_admin_roles_get_cluster_admin_access_entries():
 # ---------------------------------------------------------------- node groups
 def test_five_node_groups_with_ami_capacity_and_sizes(raw):
     expected = {
-        "core": ("AL2023_x86_64_STANDARD", "ON_DEMAND", 1),
+        "core": ("AL2023_ARM_64_STANDARD", "ON_DEMAND", 1),  # t4g.medium: Graviton
         "user": ("AL2023_x86_64_STANDARD", "ON_DEMAND", 0),
         "user-gpu": ("AL2023_x86_64_NVIDIA", "ON_DEMAND", 0),
         "dask-worker": ("AL2023_x86_64_STANDARD", "SPOT", 0),
@@ -110,7 +110,8 @@ def test_five_node_groups_with_ami_capacity_and_sizes(raw):
         assert props["ScalingConfig"]["DesiredSize"] == minimum
         assert props["Version"] == "1.35"  # nodes follow the control plane on upgrade
         assert len(props["Subnets"]) == 2  # multi-AZ
-    assert nodegroup(raw, "core")["InstanceTypes"] == ["t3a.medium"]
+    assert nodegroup(raw, "core")["InstanceTypes"] == ["t4g.medium"]
+    assert nodegroup(raw, "core")["DiskSize"] == 20  # no researcher image is pulled there
     assert len(nodegroup(raw, "dask-worker")["InstanceTypes"]) >= 3  # several spot pools
 
 
@@ -120,12 +121,13 @@ def test_taints_keep_pods_where_they_belong(raw):
 
     user, worker, gpu = (("hub.jupyter.org/dedicated", "user", "NO_SCHEDULE"),
                          ("k8s.dask.org/dedicated", "worker", "NO_SCHEDULE"), ("nvidia.com/gpu", "present", "NO_SCHEDULE"))
-    assert taints("core") == set()  # hub, gateway and Dask schedulers (never spot)
+    assert taints("core") == set()  # hub, gateway and add-ons (never spot)
     assert taints("user") == {user}
     assert taints("user-gpu") == {user, gpu}
     assert taints("dask-worker") == {worker}
     assert taints("dask-worker-gpu") == {worker, gpu}
-    assert nodegroup(raw, "core")["Labels"]["k8s.dask.org/node-purpose"] == "scheduler"
+    # Dask schedulers share the on-demand notebook nodes (never spot, x86 like their image).
+    assert nodegroup(raw, "user")["Labels"]["k8s.dask.org/node-purpose"] == "scheduler"
 
 
 def test_autoscaler_node_template_tags_reach_each_asg(raw):
@@ -154,15 +156,16 @@ def test_irsa_trust_is_per_service_account(raw):
     for subject in ("system:serviceaccount:kube-system:ebs-csi-controller-sa",
                     "system:serviceaccount:kube-system:efs-csi-controller-sa",
                     "system:serviceaccount:kube-system:cluster-autoscaler",
-                    "system:serviceaccount:daskhub:heliocloud-user"):
+                    "system:serviceaccount:daskhub:heliocloud-user",
+                    "system:serviceaccount:daskhub:hub"):
         assert subject in conditions
-    assert conditions.count("sts.amazonaws.com") == 4
+    assert conditions.count("sts.amazonaws.com") == 5
     assert len(resources(raw, "AWS::IAM::OIDCProvider")) == 1
 
 
 def test_cluster_autoscaler_and_gpu_plugin_charts(raw):
     charts = {r["Properties"]["Chart"]: r["Properties"] for r in resources(raw, "Custom::AWSCDK-EKS-HelmChart").values()}
-    assert set(charts) == {"cluster-autoscaler", "nvidia-device-plugin", "daskhub"}
+    assert set(charts) == {"cluster-autoscaler", "nvidia-device-plugin", "jupyterhub", "dask-gateway"}
     autoscaler = json.loads(joined(charts["cluster-autoscaler"]["Values"]))
     assert autoscaler["autoDiscovery"] == {"clusterName": "helio-daskhub"}
     assert autoscaler["rbac"]["serviceAccount"] == {"create": False, "name": "cluster-autoscaler"}
@@ -233,6 +236,11 @@ def test_without_a_domain_the_load_balancer_admits_only_cloudfront(raw):
     service = next(joined(r["Properties"]["Manifest"]) for k, r in resources(
         raw, "Custom::AWSCDK-EKS-KubernetesResource").items() if "HubPublicService" in k)
     assert "aws-load-balancer-security-groups" in service and "loadBalancerSourceRanges" not in service
+    # One public subnet (daskhub.https.load_balancer_azs: 1): one public address, not one per AZ.
+    manifest = next(r["Properties"]["Manifest"] for k, r in resources(
+        raw, "Custom::AWSCDK-EKS-KubernetesResource").items() if "HubPublicService" in k)
+    subnets = [part for part in manifest["Fn::Join"][1] if isinstance(part, dict) and "publicSubnet" in json.dumps(part)]
+    assert "aws-load-balancer-subnets" in service and len(subnets) == 1
     for group in resources(raw, "AWS::EC2::SecurityGroup").values():
         assert not any(rule.get("CidrIp") == "0.0.0.0/0" for rule in group["Properties"].get("SecurityGroupIngress", []))
 
@@ -246,14 +254,23 @@ def test_own_domain_terminates_tls_at_the_load_balancer():
     assert arn in manifests and '"port":443' in manifests
 
 
-def test_release_waits_for_everything_it_uses(raw):
-    chart = next(r for r in resources(raw, "Custom::AWSCDK-EKS-HelmChart").values() if r["Properties"]["Chart"] == "daskhub")
-    depends = " ".join(chart["DependsOn"])
+def test_releases_wait_for_everything_they_use(raw):
+    charts = {r["Properties"]["Chart"]: (logical_id, r) for logical_id, r in
+              resources(raw, "Custom::AWSCDK-EKS-HelmChart").items()}
+    hub_id, hub = charts["jupyterhub"]
+    depends = " ".join(hub["DependsOn"])
     for needed in ("NodegroupCore", "DataAccount", "HeliocloudHomesVolume", "HubDbVolume", "HubPublicService",
                    "EbsCsi", "EfsCsi", "Namespace"):
         assert needed in depends
-    assert chart["Properties"]["Version"] == "2024.1.1" and chart["Properties"]["Repository"] == "https://helm.dask.org"
-    assert chart["Properties"]["Release"] == "daskhub" and chart["Properties"]["Namespace"] == "daskhub"
+    # No pod starts on an image tag before CodeBuild has pushed it.
+    assert "ResearcherImages" in depends
+    # The hub release is the daskhub release's resource (same logical id), upgraded in place.
+    assert hub_id == "HubClusterchartChartF712921F"
+    assert hub["Properties"]["Release"] == "daskhub" and hub["Properties"]["Namespace"] == "daskhub"
+    _, gateway = charts["dask-gateway"]
+    # The gateway reads its hub service token from the hub release's secret.
+    assert hub_id in gateway["DependsOn"]
+    assert gateway["Properties"]["Release"] == "dask-gateway" and gateway["Properties"]["Namespace"] == "daskhub"
 
 
 def test_outputs_for_researchers_and_admins(template):
@@ -272,6 +289,10 @@ def test_outputs_for_researchers_and_admins(template):
                                {"name": "b", "cpu": 1, "memory_gib": 2, "default": True}]}}, "only one profile"),
     ({"daskhub": {"https": {"domain": "hub.example.edu"}}}, "set both domain and certificate_arn"),
     ({"daskhub": {"kubernetes_version": "1.29"}}, "daskhub.kubernetes_version"),
+    ({"daskhub": {"node_groups": {"core": {"instance_types": ["t4g.medium", "t3a.medium"]}}}}, "mixes ARM"),
+    ({"daskhub": {"node_groups": {"user": {"instance_types": ["m7g.xlarge"]}}}}, "ARM types only on the core group"),
+    ({"daskhub": {"images": {"build": False}}}, "daskhub.images.cpu: images.build is false"),
+    ({"daskhub": {"https": {"load_balancer_azs": 0}}}, "daskhub.https.load_balancer_azs"),
     ({"daskhub": {"node_groups": {"dask-worker": {"instance_typ": ["m5.large"]}}}}, "did you mean 'instance_types'"),
 ])
 def test_bad_daskhub_config_is_refused_with_its_path(sections, message):

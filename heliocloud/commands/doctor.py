@@ -1,12 +1,17 @@
 """`heliocloud doctor`: check a deployed Daskhub through the Kubernetes API.
 
 Nodes ready per node group, hub/proxy/gateway pods ready, the hub's load balancer, cluster
-autoscaler running, CSI drivers and NVIDIA device plugin present. Uses your kubeconfig: after a
+autoscaler running, CSI drivers and NVIDIA device plugin present; the two Helm releases deployed
+on the pinned charts, the gateway's hub access scopes on both sides, and the researcher images'
+dask-gateway equal to the server's. Uses your kubeconfig: after a
 deploy, `aws eks update-kubeconfig --name <instance>-daskhub --role-arn <AdminRole>` (the stack
 prints this command). Exit status 1 if any check fails.
 """
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import sys
 from dataclasses import dataclass
 
@@ -124,12 +129,90 @@ def addon_checks(apps_api) -> list[Check]:
     return checks
 
 
+def helm_release(core_api, namespace: str, name: str) -> dict | None:
+    """The deployed revision of a Helm release, as Helm stores it: a Secret labelled
+    owner=helm, whose `release` field is base64(gzip(JSON)) (Kubernetes base64-encodes it again)."""
+    secrets = core_api.list_namespaced_secret(namespace, label_selector=f"owner=helm,name={name},status=deployed").items
+    if not secrets:
+        return None
+    latest = max(secrets, key=lambda s: int((s.metadata.labels or {}).get("version", 0)))
+    payload = base64.b64decode(base64.b64decode(latest.data["release"]))
+    return json.loads(gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload)
+
+
+def _dig(tree: dict, *path: str):
+    for key in path:
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def chart_checks(core_api, settings: dict) -> list[Check]:
+    """Both releases deployed on the pinned charts, and the gateway's hub scopes wired on both
+    sides: the gateway checks `access:services!service=dask-gateway`, users' tokens carry it."""
+    namespace = settings["charts"]["namespace"]
+    wanted = {daskhub.HUB_RELEASE: ("jupyterhub", settings["charts"]["jupyterhub"]["version"]),
+              daskhub.GATEWAY_RELEASE: ("dask-gateway", settings["charts"]["dask_gateway"]["version"])}
+    checks, releases = [], {}
+    for release, (chart, version) in wanted.items():
+        found = helm_release(core_api, namespace, release)
+        releases[release] = found or {}
+        if found is None:
+            checks.append(Check(f"release: {release}", FAIL, f"no deployed Helm release {release} in {namespace}"))
+            continue
+        meta = _dig(found, "chart", "metadata") or {}
+        detail = f"{meta.get('name')} {meta.get('version')} (app {meta.get('appVersion')})"
+        if (meta.get("name"), meta.get("version")) == (chart, version):
+            checks.append(Check(f"release: {release}", OK, detail))
+        else:
+            checks.append(Check(f"release: {release}", FAIL, f"{detail}; instance.yaml pins {chart} {version} "
+                                                              "(a deploy brings it there)"))
+    scope = f"access:services!service={daskhub.GATEWAY_SERVICE}"
+    hub_config = releases[daskhub.HUB_RELEASE].get("config") or {}
+    holders = {"users' role": _dig(hub_config, "hub", "loadRoles", "user", "scopes") or [],
+               "server tokens": _dig(hub_config, "hub", "config", "Spawner", "server_token_scopes") or []}
+    missing = [who for who, scopes in holders.items() if scope not in scopes]
+    service = _dig(releases[daskhub.GATEWAY_RELEASE].get("config") or {},
+                   "gateway", "auth", "jupyterhub", "jupyterhubServiceName")
+    if service != daskhub.GATEWAY_SERVICE:
+        checks.append(Check("gateway hub scopes", FAIL, "the gateway accepts any hub token (jupyterhubServiceName "
+                                                        f"is {service!r}, not {daskhub.GATEWAY_SERVICE!r})"))
+    elif missing:
+        checks.append(Check("gateway hub scopes", FAIL, f"{scope} missing from {', '.join(missing)}: "
+                                                        "`Gateway()` in notebooks is refused"))
+    else:
+        checks.append(Check("gateway hub scopes", OK, f"gateway requires {scope}; users and their servers hold it"))
+    checks.append(image_check(settings, releases))
+    return checks
+
+
+def image_check(settings: dict, releases: dict) -> Check:
+    """Client == server: the notebooks' dask-gateway (the image spec's pin) against the deployed
+    gateway chart's appVersion. Own images (images.build false) cannot be read from here."""
+    server = _dig(releases[daskhub.GATEWAY_RELEASE], "chart", "metadata", "appVersion")
+    deployed = _dig(releases[daskhub.HUB_RELEASE].get("config") or {}, "singleuser", "image") or {}
+    if not server:
+        return Check("image versions", FAIL, "no deployed dask-gateway release to compare with")
+    if not settings["images"]["build"]:
+        return Check("image versions", WARN, f"own image {deployed.get('name')}:{deployed.get('tag')}: check that "
+                                             f"it has dask-gateway {server} (python -c 'import dask_gateway; "
+                                             "print(dask_gateway.__version__)' in a notebook)")
+    client = daskhub.image_spec_pins().get("dask-gateway")
+    expected = daskhub.image_ref(settings, "cpu")["tag"]
+    if client != server:
+        return Check("image versions", FAIL, f"helm/images pins dask-gateway {client}, the gateway runs {server}")
+    if deployed.get("tag") != expected:
+        return Check("image versions", WARN, f"notebooks run {deployed.get('tag')}, this checkout builds {expected} "
+                                             "(deploy to roll them forward)")
+    return Check("image versions", OK, f"dask-gateway {client} in the images = {server} on the server "
+                                       f"(images {expected})")
+
+
 def run_checks(api_client, settings: dict) -> list[Check]:
     from kubernetes import client
 
     core_api, apps_api = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    return (node_checks(core_api, settings) + release_checks(core_api, settings["chart"]["namespace"])
-            + addon_checks(apps_api))
+    return (node_checks(core_api, settings) + release_checks(core_api, settings["charts"]["namespace"])
+            + chart_checks(core_api, settings) + addon_checks(apps_api))
 
 
 def render(checks: list[Check], title: str) -> Table:

@@ -40,18 +40,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    """Poll ``url`` until it answers (any status) or fail with a clear error."""
+def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen | None = None,
+                  ok_only: bool = False) -> None:
+    """Poll ``url`` until it answers (any status; with ``ok_only``, 200: a proxy answers before it
+    has its routes) or fail with a clear error."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process serving {url} exited with code {process.returncode}")
         try:
-            requests.get(url, timeout=1)
-            return
+            if requests.get(url, timeout=2).status_code == 200 or not ok_only:
+                return
         except requests.RequestException:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer{' 200' if ok_only else ''} within {timeout:.0f} s")
 
 
 class MotoServer:

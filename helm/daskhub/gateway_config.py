@@ -10,7 +10,8 @@
 #     options = gateway.cluster_options()
 #     options.worker_cores = 4        # 1 .. dask.worker_cores_max
 #     options.worker_memory = 4       # GiB, 1 .. dask.worker_memory_gib_max
-#     options.profile = "gpu"         # cpu | gpu (one NVIDIA GPU per worker)
+#     options.profile = "gpu-xlarge"  # a worker profile of dask.worker_profiles (default cpu);
+#                                     # GPU profiles give each worker one NVIDIA GPU and the GPU image
 #     cluster = gateway.new_cluster(options)
 import json
 import os
@@ -54,19 +55,20 @@ def kubernetes_pods(options, username):
     """Where scheduler and worker pods run and what they carry: schedulers on the on-demand core
     nodes, workers on the (spot) worker groups, GPU workers with one `nvidia.com/gpu` each."""
     placement = HELIOCLOUD["placement"]
+    hardware = HELIOCLOUD["worker_profiles"][options.profile]
     worker_pod = {
-        **placement[options.profile],
+        **placement[hardware],
         "serviceAccountName": HELIOCLOUD["service_account"],
     }
     worker_container = {"env": [{"name": "HELIOCLOUD_USER", "value": username}]}
-    if options.profile == "gpu":
+    if hardware == "gpu":
         worker_container["resources"] = {"limits": {"nvidia.com/gpu": 1}}
     if HELIOCLOUD["mount_home_in_workers"]:
         worker_pod["volumes"] = [{"name": "home", "persistentVolumeClaim": {"claimName": HELIOCLOUD["home_claim"]}}]
         worker_container["volumeMounts"] = [
             {"name": "home", "mountPath": "/home/jovyan", "subPath": home_directory(username)}]
     return {
-        "image": options.image,
+        "image": worker_image(options, hardware),
         "worker_cores_limit": options.worker_cores,
         "worker_memory_limit": int(options.worker_memory * GIB),
         "worker_extra_pod_config": worker_pod,
@@ -76,6 +78,14 @@ def kubernetes_pods(options, username):
             "serviceAccountName": HELIOCLOUD["service_account"],
         },
     }
+
+
+def worker_image(options, hardware):
+    """The image the user chose, except that GPU workers asked for with the default (CPU) image
+    get the GPU image: a GPU with nothing that can use it helps no one."""
+    if hardware == "gpu" and options.image == HELIOCLOUD["image"]:
+        return HELIOCLOUD["gpu_image"]
+    return options.image
 
 
 def cluster_options_handler(options, user):
@@ -90,7 +100,8 @@ c.Backend.cluster_options = Options(  # noqa: F821
     Integer("worker_cores", default=1, min=1, max=int(HELIOCLOUD["worker_cores_max"]), label="Worker cores"),
     Float("worker_memory", default=2, min=1, max=float(HELIOCLOUD["worker_memory_gib_max"]),
           label="Worker memory (GiB)"),
-    Select("profile", ["cpu", "gpu"], default="cpu", label="Worker hardware (gpu: one NVIDIA GPU each)"),
+    Select("profile", list(HELIOCLOUD["worker_profiles"]), default=next(iter(HELIOCLOUD["worker_profiles"])),
+           label="Worker profile (GPU profiles: one NVIDIA GPU each)"),
     # Notebooks pass their own image (DASK_GATEWAY__CLUSTER__OPTIONS__IMAGE) so that the client,
     # the scheduler and the workers run the same library versions.
     String("image", default=HELIOCLOUD["image"], label="Image"),

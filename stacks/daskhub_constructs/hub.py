@@ -1,9 +1,9 @@
-"""How researchers reach and sign in to the hub, and the daskhub Helm release itself.
+"""How researchers reach and sign in to the hub, and the hub and gateway Helm releases.
 
 The hub's public LoadBalancer Service is created here, before the release, so its address is
 known first: the Cognito app client's callback URL needs the hub's HTTPS address, and the release
 needs the app client. Order: Service -> its LB hostname -> HTTPS address (CloudFront, or the
-admin's domain) -> Cognito app client -> Helm release.
+admin's domain) -> Cognito app client -> Helm releases.
 """
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from heliocloud.daskhub import RELEASE
+from heliocloud.daskhub import GATEWAY_RELEASE, HUB_RELEASE
+from stacks.daskhub_constructs.irsa import irsa_role
 from stacks.security import acknowledge
 
 CLOUDFRONT_PREFIX_LIST = "com.amazonaws.global.cloudfront.origin-facing"
@@ -34,6 +36,10 @@ class HubEndpoint(Construct):
                  namespace: str, https: dict, after: list[Construct]) -> None:
         super().__init__(scope, construct_id)
         tls = bool(https["domain"])
+        # Kubernetes would put the load balancer (and a public address) in every public subnet;
+        # the configured number of AZs is enough (daskhub.https.load_balancer_azs).
+        subnets = {"service.beta.kubernetes.io/aws-load-balancer-subnets":
+                   ",".join(s.subnet_id for s in vpc.public_subnets[:https["load_balancer_azs"]])}
         if tls:
             annotations = {
                 "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
@@ -51,9 +57,9 @@ class HubEndpoint(Construct):
             spec = {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]}
         self.service = cluster.add_manifest("HubPublicService", {
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "hub-public", "namespace": namespace, "annotations": annotations},
+            "metadata": {"name": "hub-public", "namespace": namespace, "annotations": {**annotations, **subnets}},
             "spec": {"type": "LoadBalancer",
-                     "selector": {"app": "jupyterhub", "component": "proxy", "release": RELEASE}, **spec},
+                     "selector": {"app": "jupyterhub", "component": "proxy", "release": HUB_RELEASE}, **spec},
         })
         for dependency in after:
             self.service.node.add_dependency(dependency)
@@ -119,9 +125,15 @@ class HubEndpoint(Construct):
 
 
 class HubLogin(Construct):
-    """The hub's Cognito app client (OAuth authorization-code flow) in the instance's user pool."""
+    """The hub's Cognito app client (OAuth authorization-code flow) in the instance's user pool,
+    its secret kept in Secrets Manager, and the IAM role the hub pod reads it with.
 
-    def __init__(self, scope: Construct, construct_id: str, *, user_pool: cognito.IUserPool, hub_url: str) -> None:
+    The secret goes from Cognito to Secrets Manager inside CloudFormation (the client's
+    `ClientSecret` attribute): no template, custom-resource property or log ever holds it; the
+    hub's init container fetches it at start (heliocloud.daskhub.client_secret_fetcher)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, user_pool: cognito.IUserPool, hub_url: str,
+                 cluster: eks.Cluster, namespace: str) -> None:
         super().__init__(scope, construct_id)
         self.client = cognito.UserPoolClient(
             self, "Client", user_pool=user_pool, user_pool_client_name="daskhub",
@@ -137,19 +149,40 @@ class HubLogin(Construct):
             id_token_validity=cdk.Duration.hours(1),
             refresh_token_validity=cdk.Duration.days(1),
         )
-        # The secret is read from Cognito at deploy time and handed to the Helm release; it is
-        # never written into the template.
-        self.client_secret = self.client.user_pool_client_secret.unsafe_unwrap()
+        cfn_client: cognito.CfnUserPoolClient = self.client.node.default_child
+        self.client_secret = secretsmanager.Secret(
+            self, "ClientSecret", description="Cognito app client secret of the JupyterHub (read by the hub pod)",
+            secret_string_value=cdk.SecretValue.resource_attribute(cfn_client.attr_client_secret),
+            removal_policy=cdk.RemovalPolicy.DESTROY)
+        acknowledge(self.client_secret, "AwsSolutions-SMG4",
+                    "The value is Cognito's app client secret, which Cognito issues; it changes by replacing "
+                    "the app client (a redeploy), not by a Secrets Manager rotation function")
+        self.hub_role = irsa_role(self, "HubRole", cluster=cluster, namespace=namespace, service_account="hub",
+                                  description="JupyterHub pod: reads its Cognito client secret")
+        self.client_secret.grant_read(self.hub_role)
 
 
-class DaskhubRelease(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.Cluster, chart: dict, values: dict,
-                 after: list[Construct]) -> None:
+class HubReleases(Construct):
+    """The two Helm releases: JupyterHub (release `daskhub`, see heliocloud.daskhub.HUB_RELEASE) and
+    Dask Gateway, which reads its hub service token from the hub release's secret."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.Cluster, charts: dict,
+                 hub_values: dict, gateway_values: dict, after: list[Construct]) -> None:
         super().__init__(scope, construct_id)
-        self.chart = cluster.add_helm_chart(
-            "Chart", repository=chart["repository"], chart="daskhub", version=chart["version"],
-            release=RELEASE, namespace=chart["namespace"], create_namespace=False,
-            values=values, wait=True, timeout=cdk.Duration.minutes(15),
+        namespace = charts["namespace"]
+        hub_chart, gateway_chart = charts["jupyterhub"], charts["dask_gateway"]
+        # The construct id "Chart" is the daskhub release's: the hub release is that same resource
+        # upgraded in place onto the jupyterhub chart.
+        self.hub = cluster.add_helm_chart(
+            "Chart", repository=hub_chart["repository"], chart="jupyterhub", version=hub_chart["version"],
+            release=HUB_RELEASE, namespace=namespace, create_namespace=False,
+            values=hub_values, wait=True, timeout=cdk.Duration.minutes(15),
         )
+        self.gateway = cluster.add_helm_chart(
+            "GatewayChart", repository=gateway_chart["repository"], chart="dask-gateway",
+            version=gateway_chart["version"], release=GATEWAY_RELEASE, namespace=namespace, create_namespace=False,
+            values=gateway_values, wait=True, timeout=cdk.Duration.minutes(10),
+        )
+        self.gateway.node.add_dependency(self.hub)
         for dependency in after:
-            self.chart.node.add_dependency(dependency)
+            self.hub.node.add_dependency(dependency)

@@ -19,6 +19,10 @@ from stacks.security import acknowledge
 
 _EFFECT = {"NoSchedule": eks.TaintEffect.NO_SCHEDULE, "NoExecute": eks.TaintEffect.NO_EXECUTE,
            "PreferNoSchedule": eks.TaintEffect.PREFER_NO_SCHEDULE}
+_AMI = {(False, False): eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
+        (False, True): eks.NodegroupAmiType.AL2023_X86_64_NVIDIA,
+        (True, False): eks.NodegroupAmiType.AL2023_ARM_64_STANDARD,
+        (True, True): eks.NodegroupAmiType.AL2023_ARM_64_NVIDIA}
 NODE_POLICIES = ["AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy",
                  "AmazonSSMManagedInstanceCore"]
 
@@ -39,8 +43,7 @@ class NodeGroups(Construct):
             group = cluster.add_nodegroup_capacity(
                 _camel(spec.name),
                 instance_types=[ec2.InstanceType(t) for t in spec.instance_types],
-                ami_type=(eks.NodegroupAmiType.AL2023_X86_64_NVIDIA if spec.gpu
-                          else eks.NodegroupAmiType.AL2023_X86_64_STANDARD),
+                ami_type=_AMI[(spec.arm64, spec.gpu)],
                 capacity_type=eks.CapacityType.SPOT if spec.spot else eks.CapacityType.ON_DEMAND,
                 min_size=spec.min_size,
                 max_size=spec.max_size,

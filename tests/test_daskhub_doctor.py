@@ -58,6 +58,7 @@ HUB_CONFIG = {"hub": {"loadRoles": {"user": {"scopes": ["self", SCOPE]}},
 GATEWAY_CONFIG = {"gateway": {"auth": {"jupyterhub": {"jupyterhubServiceName": "dask-gateway"}}}}
 
 HEALTHY = {
+    "daskclusters": [],
     "secrets": [
         helm_release_secret("daskhub", "jupyterhub", "4.4.0", "5.5.4", HUB_CONFIG),
         helm_release_secret("dask-gateway", "dask-gateway", "2026.3.0", "2026.3.0", GATEWAY_CONFIG),
@@ -95,6 +96,7 @@ class FakeApiServer:
         "/api/v1/namespaces/daskhub/pods": ("PodList", "pods"),
         "/api/v1/namespaces/daskhub/services": ("ServiceList", "services"),
         "/api/v1/namespaces/daskhub/secrets": ("SecretList", "secrets"),
+        "/apis/gateway.dask.org/v1alpha1/namespaces/daskhub/daskclusters": ("DaskClusterList", "daskclusters"),
         "/apis/apps/v1/namespaces/kube-system/deployments": ("DeploymentList", "deployments"),
         "/apis/apps/v1/namespaces/kube-system/daemonsets": ("DaemonSetList", "daemonsets"),
     }
@@ -153,6 +155,14 @@ def test_a_healthy_idle_hub_passes_every_check():
     assert checks["NVIDIA device plugin"].detail == "nvidia-device-plugin: 0/0 ready"
     assert checks["release: daskhub"].detail == "jupyterhub 4.4.0 (app 5.5.4)"
     assert checks["image versions"].detail.startswith("dask-gateway 2026.3.0 in the images = 2026.3.0 on the server")
+
+
+def test_admins_see_every_users_dask_clusters():
+    owned = [{"metadata": {"name": f"c{i}", "namespace": "daskhub"}, "spec": {"username": user}}
+             for i, user in enumerate(["bob@site.edu", "alice@site.edu", "bob@site.edu"])]
+    assert checks_against({**HEALTHY, "daskclusters": owned})["dask clusters"].detail == \
+        "3: alice@site.edu (1), bob@site.edu (2)"
+    assert checks_against(HEALTHY)["dask clusters"].detail == "none running"
 
 
 def test_a_hub_still_on_the_daskhub_chart_fails_the_release_check():

@@ -3,7 +3,7 @@
 Nodes ready per node group, hub/proxy/gateway pods ready, the hub's load balancer, cluster
 autoscaler running, CSI drivers and NVIDIA device plugin present; the two Helm releases deployed
 on the pinned charts, the gateway's hub access scopes on both sides, and the researcher images'
-dask-gateway equal to the server's. Uses your kubeconfig: after a
+dask-gateway equal to the server's; and, for admins, every user's Dask clusters by owner. Uses your kubeconfig: after a
 deploy, `aws eks update-kubeconfig --name <instance>-daskhub --role-arn <AdminRole>` (the stack
 prints this command). Exit status 1 if any check fails.
 """
@@ -13,6 +13,7 @@ import base64
 import gzip
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -207,12 +208,24 @@ def image_check(settings: dict, releases: dict) -> Check:
                                        f"(images {expected})")
 
 
+def dask_cluster_check(custom_api, namespace: str) -> Check:
+    """Every user's Dask clusters, for admins: the gateway shows each user only their own, but
+    its Kubernetes backend keeps one DaskCluster object per cluster, with its owner."""
+    clusters = custom_api.list_namespaced_custom_object("gateway.dask.org", "v1alpha1", namespace,
+                                                        "daskclusters")["items"]
+    owners = Counter(c.get("spec", {}).get("username", "?") for c in clusters)
+    detail = ", ".join(f"{user} ({n})" for user, n in sorted(owners.items())) or "none running"
+    return Check("dask clusters", OK, f"{len(clusters)}: {detail}" if clusters else detail)
+
+
 def run_checks(api_client, settings: dict) -> list[Check]:
     from kubernetes import client
 
     core_api, apps_api = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    return (node_checks(core_api, settings) + release_checks(core_api, settings["charts"]["namespace"])
-            + chart_checks(core_api, settings) + addon_checks(apps_api))
+    namespace = settings["charts"]["namespace"]
+    return (node_checks(core_api, settings) + release_checks(core_api, namespace)
+            + chart_checks(core_api, settings) + [dask_cluster_check(client.CustomObjectsApi(api_client), namespace)]
+            + addon_checks(apps_api))
 
 
 def render(checks: list[Check], title: str) -> Table:

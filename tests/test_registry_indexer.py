@@ -112,6 +112,23 @@ def test_rejects_are_reported_and_never_block_good_events(registry):
     assert len(registry.read("index/rejects.csv").splitlines()) == 3
 
 
+def test_keys_near_the_s3_limit_are_indexed_and_rejected_like_any_other(registry):
+    """S3 keys reach 1,024 bytes, DynamoDB sort keys too: a marker (key + order) must still fit,
+    and a long key must not fail the batch it arrives in."""
+    stamp = "20240303T030300"
+    long_valid = aia_key(stamp).replace("_v1.fits", "_v" + "0" * (1000 - len(aia_key(stamp))) + "1.fits")
+    long_reject = "notes/" + "n" * (1000 - len("notes/"))
+    good = aia_key("20240303T030700")
+    assert len(long_valid.encode()) == len(long_reject.encode()) == 1000
+    response = registry.handle(s3_message(long_valid, sequencer="01"), s3_message(long_reject, sequencer="01"),
+                               s3_message(good, sequencer="01"))
+    assert response == {"batchItemFailures": []}
+    assert [r[2] for r in registry.rows("aia_0094", 2024)] == [f"s3://{BUCKET}/{long_valid}", f"s3://{BUCKET}/{good}"]
+    assert registry.read("index/rejects.csv").splitlines()[1:] == [f"{long_reject},under no dataset prefix,100"]
+    registry.handle(s3_message(long_valid, name="ObjectRemoved:Delete", sequencer="02"))
+    assert [r[2] for r in registry.rows("aia_0094", 2024)] == [f"s3://{BUCKET}/{good}"]
+
+
 def test_two_concurrent_batches_on_one_partition_lose_nothing(registry):
     """Batch A holds the partition lease while its CSV upload is slowed down; batch B records its
     changes meanwhile, finds the lease taken and leaves; A must merge B's rows before letting go."""

@@ -5,7 +5,8 @@ Items (``P`` = partition id ``<dataset>#<year>`` or ``_rejects``):
 - ``<bucket>#P`` / key: the latest event applied for the key (``order``, ``deleted``, ``cells``).
   Written only if the stored order is not newer, so an out-of-order event is a no-op and a
   delete stays as a tombstone (expiring long after SQS could redeliver an older PUT).
-- ``<bucket>#pending#P`` / key + order: "this key changed", written after the state item. The
+- ``<bucket>#pending#P`` / key + order (or the key's SHA-256 + order, for keys that leave no room
+  under DynamoDB's 1,024-byte sort key): "this key changed", written after the state item. The
   lease holder sets each flagged key's row to the key's *stored state* (not to what the event
   said), so a late or duplicate marker can only ever re-apply the truth. Markers are immutable,
   so the holder deletes exactly the ones it merged and a newer one survives for the next round.
@@ -20,6 +21,7 @@ batch that finds the lease taken simply leaves: its bump forces the holder to go
 """
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,7 @@ from botocore.exceptions import ClientError
 
 TOMBSTONE_DAYS = 30  # longer than SQS can hold a message (14 days): no older PUT arrives later
 SEQUENCER_WIDTH = 32
+MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit on a sort key
 
 
 def order_token(sequencer: str | None, event_time: str) -> str:
@@ -64,6 +67,16 @@ class Lease:
     def check(self, margin: float) -> None:
         if time.time() > self.until - margin:
             raise LeaseLost(f"lease on {self.pk}/{self.sk} is about to expire")
+
+
+def marker_sort_key(key: str, order: str) -> str:
+    """``key + order``, unique per event of a key. S3 keys and DynamoDB sort keys both reach
+    1,024 bytes, so a key too long to carry its order is replaced by its SHA-256 (the marker's
+    ``key`` attribute keeps the key itself; nothing reads it back from the sort key)."""
+    marker = f"{key}\n{order}"
+    if len(marker.encode()) <= MAX_SORT_KEY_BYTES:
+        return marker
+    return f"sha256:{hashlib.sha256(key.encode()).hexdigest()}\n{order}"
 
 
 def _s(value: str) -> dict:
@@ -124,7 +137,7 @@ class StateStore:
 
     def _marker(self, change: Change) -> dict:
         return {"pk": _s(self.pending_pk(change.bucket, change.partition)),
-                "sk": _s(f"{change.key}\n{change.order}"), "key": _s(change.key)}
+                "sk": _s(marker_sort_key(change.key, change.order)), "key": _s(change.key)}
 
     def current(self, bucket: str, partition: str, keys: Iterable[str]) -> dict[str, dict]:
         """The stored state of ``keys`` (consistent reads): {key: {deleted, cells}}."""

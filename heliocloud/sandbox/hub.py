@@ -21,6 +21,7 @@ reach the hub process through its environment, never through the config file or 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -196,10 +197,8 @@ class LocalHub:
         stop_process(self.process, timeout=20)
         # The proxy shares the hub's process group; should the hub have been killed before it
         # stopped the proxy, the proxy would outlive it.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):   # the group is already gone
             os.killpg(self.process.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
         self._log.close()
 
     def __enter__(self) -> "LocalHub":

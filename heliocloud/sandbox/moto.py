@@ -1,6 +1,7 @@
 """Start and stop a real moto server on loopback: the sandbox's AWS, and the tests'."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -48,11 +49,9 @@ def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen 
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process serving {url} exited with code {process.returncode}")
-        try:
+        with contextlib.suppress(requests.RequestException):   # not listening yet
             if requests.get(url, timeout=2).status_code == 200 or not ok_only:
                 return
-        except requests.RequestException:
-            pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer{' 200' if ok_only else ''} within {timeout:.0f} s")
 

@@ -291,6 +291,9 @@ def hub_values(daskhub: dict, *, admins: Iterable[str], wiring: HubWiring) -> di
                 # KubeSpawner expands {username}: each user gets their own scratch prefix.
                 "SCRATCH_PREFIX": f"s3://{wiring.scratch_bucket}/users/{{username}}/",
                 "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{GATEWAY_PROXY_SERVICE}.{namespace}:80",
+                # Where CatalogRegistry() finds this instance's buckets (the sandbox serves its own).
+                **({"ROOT_CATALOG_REGISTRY_URL": daskhub["catalog_registry_url"]}
+                   if daskhub.get("catalog_registry_url") else {}),
             },
         },
         "cull": {

@@ -1,8 +1,8 @@
 """Registry: the data buckets and the indexer that keeps their CloudCatalog index exact.
 
-PUT/DELETE in a data bucket → S3 event → SQS (DLQ + alarm) → indexer Lambda (batched, partial
-batch failures) → <index_prefix><id>_YYYY.csv + catalog.json, with per-object state and
-per-partition leases in DynamoDB so that concurrent batches can never lose or double a row.
+PUT/DELETE/lifecycle expiration in a data bucket → S3 event → SQS (DLQ + alarm) → indexer Lambda
+(batched, partial batch failures) → <index_prefix><id>_YYYY.csv + catalog.json, with per-object
+state and per-partition leases in DynamoDB so that concurrent batches can never lose or double a row.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
+from hc_registry.indexer import NOTIFIED_EVENTS
 
 from heliocloud.config import InstanceConfig
 from heliocloud.registry_config import registry_rules, state_table_name
@@ -223,6 +224,11 @@ class RegistryStack(cdk.Stack):
             bucket = self.buckets[spec["name"]]
             self._notify(bucket, events.queue)
             self._grant_index_writes(indexer.role, bucket, spec["index_prefix"])
+            if spec["versioning"]:
+                # After a version is deleted, the indexer lists the key's versions to see which is
+                # current now: names and sizes only, never the data.
+                indexer.role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucketVersions"],
+                                                               resources=[bucket.bucket_arn]))
 
         for spec in specs:
             cdk.CfnOutput(self, f"BucketOf{_camel(spec['name'])}", value=self.buckets[spec["name"]].bucket_name,
@@ -234,12 +240,12 @@ class RegistryStack(cdk.Stack):
 
     @staticmethod
     def _notify(bucket: s3.Bucket, queue: sqs.Queue) -> None:
-        """Every created/removed object → the queue. Set on the bucket resource itself (no
-        custom-resource Lambda); S3 checks the queue policy at creation, hence the dependency."""
+        """Every created, removed or lifecycle-expired object → the queue. Set on the bucket
+        resource itself (no custom-resource Lambda); S3 checks the queue policy at creation,
+        hence the dependency."""
         cfn = bucket.node.default_child
         cfn.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(queue_configurations=[
-            s3.CfnBucket.QueueConfigurationProperty(event=event, queue=queue.queue_arn)
-            for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+            s3.CfnBucket.QueueConfigurationProperty(event=event, queue=queue.queue_arn) for event in NOTIFIED_EVENTS
         ])
         cfn.node.add_dependency(queue)
 

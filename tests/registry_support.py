@@ -2,6 +2,7 @@
 and a way to run the sandbox's pollers until the queue is drained and the index published."""
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import threading
@@ -13,7 +14,7 @@ from hc_registry.indexer import Indexer
 from hc_registry.rules import BucketRules
 from hc_registry.state import StateStore
 
-from heliocloud.config import InstanceConfig, load
+from heliocloud.config import InstanceConfig, load, validate
 from heliocloud.registry_config import bucket_rules, queue_name, state_table_name
 from heliocloud.sandbox.registry import Poller, Publisher, provision
 
@@ -32,17 +33,40 @@ def mms_key(stamp: str) -> str:
     return f"mms/mms1/fgm/brst/l2/{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}/mms1_fgm_brst_l2_{stamp}_v4.18.0.cdf"
 
 
-def s3_message(key: str, *, name: str = "ObjectCreated:Put", size: int = 100, sequencer: str | None = None,
-               time: str = "2026-01-01T00:00:00.000Z", bucket: str = BUCKET, quoted: str | None = None) -> dict:
-    """An SQS record holding one S3 event, as the Lambda receives it (keys URL-encoded)."""
+def s3_message(key: str, *, name: str = "ObjectCreated:Put", size: int | None = 100, sequencer: str | None = None,
+               time: str = "2026-01-01T00:00:00.000Z", bucket: str = BUCKET, quoted: str | None = None,
+               version_id: str | None = None) -> dict:
+    """An SQS record holding one S3 event, as the Lambda receives it (keys URL-encoded), in the
+    shape S3 documents: lifecycle events are version 2.3 from s3.amazonaws.com and carry no size;
+    ``versionId`` only on versioned buckets."""
     from urllib.parse import quote_plus
 
-    obj = {"key": quoted or quote_plus(key), "size": size, "eTag": "0"}
+    obj = {"key": quoted or quote_plus(key)}
+    if size is not None:
+        obj.update(size=size, eTag="0")
+    if version_id:
+        obj["versionId"] = version_id
     if sequencer:
         obj["sequencer"] = sequencer
-    body = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventTime": time, "eventName": name,
-                         "s3": {"bucket": {"name": bucket}, "object": obj}}]}
-    return {"messageId": f"m{next(_ids)}", "body": json.dumps(body)}
+    lifecycle = name.startswith("Lifecycle")
+    record = {"eventVersion": "2.3" if lifecycle else "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+              "eventTime": time, "eventName": name,
+              "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                     "object": obj}}
+    if lifecycle:
+        record["userIdentity"] = {"principalId": "s3.amazonaws.com"}
+    return {"messageId": f"m{next(_ids)}", "body": json.dumps({"Records": [record]})}
+
+
+def moto_event_time() -> str:
+    """Now, as moto stamps its events (milliseconds). Moto sends no sequencer, so the event time
+    orders a key's events: an event stamped this way is later than every event moto sent before
+    (the pause keeps it out of the same millisecond)."""
+    from datetime import UTC, datetime
+    from time import sleep
+
+    sleep(0.005)
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass
@@ -74,6 +98,10 @@ class Registry:
     def handle(self, *messages: dict) -> dict:
         return self.indexer.handle({"Records": list(messages)})
 
+    def send(self, message: dict) -> None:
+        """Put an S3 event on the real queue, as S3 would (for what moto does not notify)."""
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["body"])
+
     def read(self, key: str) -> str | None:
         try:
             return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
@@ -91,8 +119,13 @@ class Registry:
         return Indexer(self.rules, s3=s3 or self.s3, store=StateStore(self.ddb, state_table_name(self.config)))
 
 
-def make_registry(*, visibility_timeout: int = 30, max_receive_count: int = 3) -> Registry:
+def make_registry(*, visibility_timeout: int = 30, max_receive_count: int = 3, versioning: bool = False) -> Registry:
+    """The default instance's registry in moto; ``versioning`` turns it on for its bucket."""
     config = load(REPO / "instance.yaml")
+    if versioning:
+        data = copy.deepcopy(config.data)
+        data["registry"]["buckets"][0]["versioning"] = True
+        config = InstanceConfig(validate(data))
     rules = bucket_rules(config, "us-east-1")
     s3, sqs, ddb = boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb")
     queue_url = provision(s3=s3, sqs=sqs, dynamodb=ddb, buckets=rules, table=state_table_name(config),

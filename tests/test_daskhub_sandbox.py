@@ -1,18 +1,20 @@
-"""The sandbox's Dask Gateway part: started from the instance config, published in endpoints.json,
-and usable exactly as the SDO notebook uses it, with workers reading the sandbox's S3."""
+"""The sandbox's Dask Gateway: the local gateway started from the instance config (here in its
+password mode, for scripts without a hub), usable exactly as the SDO notebook uses it, with
+workers reading the sandbox's S3; every process it started ends with it. The hub-mode gateway of
+`heliocloud sandbox` is tested in test_sandbox_hub.py."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import psutil
 import pytest
 from dask_gateway import BasicAuth, Gateway
-
 from gateway_deadline import deadline  # noqa: F401 (autouse fixture)
+
 from heliocloud.config import load
 from heliocloud.sandbox import Sandbox
-from heliocloud.sandbox import gateway as gateway_part
+from heliocloud.sandbox import daskhub as daskhub_part
+from heliocloud.sandbox.gateway import LocalGateway
 from heliocloud.sandbox.moto import MotoServer
 from heliocloud.sandbox.run import PARTS
 
@@ -20,8 +22,8 @@ pytestmark = pytest.mark.gateway
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_gateway_is_a_sandbox_part_of_the_daskhub_component():
-    assert ("daskhub", gateway_part.start) in PARTS
+def test_hub_and_gateway_are_the_sandbox_part_of_the_daskhub_component():
+    assert ("daskhub", daskhub_part.start) in PARTS
 
 
 def test_sdo_flow_against_the_sandbox(tmp_path, monkeypatch):
@@ -31,10 +33,13 @@ def test_sdo_flow_against_the_sandbox(tmp_path, monkeypatch):
             monkeypatch.setenv(key, value)
         started = []
         try:
-            server = gateway_part.start(sandbox)
-            endpoints = json.loads(sandbox.write_endpoints().read_text())
-            info = endpoints["dask_gateway"]
-            assert endpoints["gateway"] == info["address"] and info["auth"] == "basic"
+            log = open(tmp_path / "gateway.log", "ab")  # noqa: SIM115 - closed by sandbox.stop()
+            sandbox.on_stop(log.close)
+            server = LocalGateway(sandbox.config.daskhub, workdir=tmp_path / "gateway", environment=sandbox.env,
+                                  log=log).start()
+            sandbox.on_stop(server.stop)
+            info = server.client_settings()
+            assert info["auth"] == "basic"
 
             s3 = sandbox.client("s3")
             s3.create_bucket(Bucket="helio-sdo")

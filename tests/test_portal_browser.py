@@ -221,3 +221,27 @@ def test_hosted_ui_sign_in_with_pkce(sandbox, browser):
     assert digest == auth["code_challenge"]
     assert "code=" not in page.url  # the code is removed from the address bar
     context.close()
+
+
+def test_researcher_signs_in_to_the_hub_picks_a_size_and_jupyterlab_opens(sandbox, browser):
+    """The hub as the researcher guide shows it: sign in with HelioCloud, the size form, JupyterLab."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    alice = sandbox["users"]["alice"]
+    page.goto(sandbox["hub"]["url"])
+    page.wait_for_selector("a:has-text('Sign in with HelioCloud')")
+    page.screenshot(path=SHOTS / "hub-signin.png")
+    page.click("a:has-text('Sign in with HelioCloud')")
+    page.fill("input[name=email]", alice["email"])
+    page.fill("input[name=password]", alice["password"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#spawn_form #heliocloud-profiles")
+    page.check("input[name=profile][value=medium]")
+    page.screenshot(path=SHOTS / "hub-spawn.png")
+    page.click("#spawn_form button[type=submit]")
+    # JupyterLab's shell, then its launcher with the Python kernel of the HelioCloud environment.
+    page.wait_for_selector(".jp-LabShell", timeout=180_000)
+    page.wait_for_selector(".jp-Launcher", timeout=120_000)
+    assert f"/user/{alice['email']}/lab" in page.url.replace("%40", "@")
+    page.screenshot(path=SHOTS / "hub-jupyterlab.png")
+    context.close()

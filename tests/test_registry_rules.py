@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from hc_registry.catalog import (catalog_document, catalog_entry, csv_to_rows, federation_document, rows_to_csv,
                                  summarize)
-from hc_registry.indexer import BadMessage, merge, parse_message
+from hc_registry.indexer import BadMessage, Effect, current_version_size, event_effect, merge, parse_message
 from hc_registry.rules import BucketRules, Parsed, Reject, Row
 from hc_registry.state import order_token
 
@@ -73,10 +74,53 @@ def test_s3_event_keys_are_url_decoded(rules):
     key = "sdo/aia/20240101/0094/sdo_aia_h2_20240101T000000_0094_v1.fits"
     quoted = "sdo%2Faia%2F20240101%2F0094%2Fsdo_aia_h2_20240101T000000_0094_v1.fits"
     events = parse_message(s3_message(key, quoted=quoted)["body"], {BUCKET: rules})
-    assert events[0]["key"] == key
-    assert parse_message(s3_message("a b+c", quoted="a+b%2Bc")["body"], {BUCKET: rules})[0]["key"] == "a b+c"
+    assert events[0].key == key
+    assert parse_message(s3_message("a b+c", quoted="a+b%2Bc")["body"], {BUCKET: rules})[0].key == "a b+c"
     with pytest.raises(BadMessage):
         parse_message("[]", {BUCKET: rules})
+
+
+@pytest.mark.parametrize("name, versioned, effect", [
+    ("ObjectCreated:Put", False, Effect.CURRENT),
+    ("ObjectCreated:CompleteMultipartUpload", True, Effect.CURRENT),
+    ("ObjectRemoved:Delete", False, Effect.NO_CURRENT),
+    ("ObjectRemoved:Delete", True, Effect.LOOK_UP),  # which version went? S3 knows what is current now
+    ("ObjectRemoved:DeleteMarkerCreated", True, Effect.NO_CURRENT),
+    ("LifecycleExpiration:Delete", False, Effect.NO_CURRENT),
+    ("LifecycleExpiration:Delete", True, Effect.LOOK_UP),  # a noncurrent version or an expired marker
+    ("LifecycleExpiration:DeleteMarkerCreated", True, Effect.NO_CURRENT),
+    ("LifecycleTransition", True, None),
+    ("ObjectRestore:Delete", False, None),  # a restored copy expires; the object stays
+    ("ObjectTagging:Put", True, None),
+])
+def test_what_each_event_says_about_the_current_version(name, versioned, effect):
+    assert event_effect(name, versioned=versioned) is effect
+
+
+def test_removals_on_a_versioned_bucket_are_looked_up_and_keep_their_order(rules):
+    versioned = dataclasses.replace(rules, versioned=True)
+    key = aia_key("20240101T000000")
+    body = s3_message(key, name="ObjectRemoved:Delete", size=None, version_id="v1", sequencer="0A")["body"]
+    [on_versioned] = parse_message(body, {BUCKET: versioned})
+    [on_unversioned] = parse_message(body, {BUCKET: rules})
+    assert (on_versioned.effect, on_unversioned.effect) == (Effect.LOOK_UP, Effect.NO_CURRENT)
+    assert on_versioned.order == on_unversioned.order == order_token("0A", "2026-01-01T00:00:00.000Z")
+    shown = on_versioned.with_current_size(7)
+    assert (shown.effect, shown.size, shown.order) == (Effect.CURRENT, 7, on_versioned.order)
+    hidden = on_versioned.with_current_size(None)
+    assert (hidden.effect, hidden.order) == (Effect.NO_CURRENT, on_versioned.order)
+
+
+@pytest.mark.parametrize("listing, size", [
+    ({"Versions": [{"Key": "k", "IsLatest": True, "Size": 7}]}, 7),
+    ({"DeleteMarkers": [{"Key": "k", "IsLatest": True}]}, None),  # a marker on top: nothing shows
+    ({"Versions": [{"Key": "k", "IsLatest": False, "Size": 7}], "DeleteMarkers": [{"Key": "k", "IsLatest": True}]},
+     None),
+    ({"Versions": [{"Key": "k.gz", "IsLatest": True, "Size": 9}]}, None),  # only a longer key under the prefix
+    ({}, None),
+])
+def test_current_version_size_from_a_version_listing(listing, size):
+    assert current_version_size(listing, "k") == size
 
 
 def test_sequencers_compare_right_padded():
@@ -140,7 +184,8 @@ def check(mutate) -> list[str]:
 
 def test_default_registry_config_is_valid():
     cfg = validate(copy.deepcopy(DEFAULT))
-    assert [d["id"] for d in cfg["registry"]["buckets"][0]["datasets"]] == ["aia_0094", "mms1_fgm_brst_l2"]
+    assert [d["id"] for d in cfg["registry"]["buckets"][0]["datasets"]] == ["aia_0094", "mms1_fgm_brst_l2",
+                                                                        "goes16_xrsf_l2_flx1s"]
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -91,12 +91,13 @@ def test_public_read_only_where_configured(template, public_template):
     assert "putBucketRequestPayment" in json.dumps(payer)
 
 
-def test_created_and_removed_events_go_to_the_queue(template):
+def test_created_removed_and_expired_events_go_to_the_queue(template):
     queue_id = next(k for k, r in template.find_resources("AWS::SQS::Queue").items() if "RedrivePolicy" in r["Properties"])
     data = buckets(template)[BUCKET]
     assert data["Properties"]["NotificationConfiguration"]["QueueConfigurations"] == [
         {"Event": "s3:ObjectCreated:*", "Queue": {"Fn::GetAtt": [queue_id, "Arn"]}},
         {"Event": "s3:ObjectRemoved:*", "Queue": {"Fn::GetAtt": [queue_id, "Arn"]}},
+        {"Event": "s3:LifecycleExpiration:*", "Queue": {"Fn::GetAtt": [queue_id, "Arn"]}},
     ]
     assert queue_id in data["DependsOn"] or any(queue_id in d for d in data["DependsOn"])
     template.has_resource_properties("AWS::SQS::QueuePolicy", {"PolicyDocument": {"Statement": Match.array_with([
@@ -140,6 +141,18 @@ def test_state_table_and_index_only_grants(template, public_template):
         assert '"/*"' not in policy and '"Resource": "*"' not in policy
 
 
+def test_only_versioned_buckets_let_the_indexer_list_versions(template, public_template):
+    """The indexer lists a key's versions after a version is deleted, on versioned buckets only."""
+    def listed(tmpl):
+        statements = [s for p in tmpl.find_resources("AWS::IAM::Policy").values()
+                      for s in p["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "s3:ListBucketVersions"]
+        logical = {k: r["Properties"].get("BucketName") for k, r in tmpl.find_resources("AWS::S3::Bucket").items()}
+        return sorted(logical[s["Resource"]["Fn::GetAtt"][0]] for s in statements)
+
+    assert listed(template) == []
+    assert listed(public_template) == [BUCKET]  # versioned; helio-private-example is not
+
+
 def test_outputs_name_what_operators_need(template):
     outputs = template.find_outputs("*")
     assert {"EventQueueUrl", "DeadLetterQueueUrl", "StateTableName"} <= set(outputs)
@@ -150,5 +163,5 @@ def test_rules_ship_in_the_lambda_asset(default_cdk_out, template):
     function = next(iter(template.find_resources("AWS::Lambda::Function").values()))
     asset = "asset." + function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     rules = json.loads((default_cdk_out / asset / "registry_rules.json").read_text())
-    assert [d["id"] for d in rules["buckets"][0]["datasets"]] == ["aia_0094", "mms1_fgm_brst_l2"]
+    assert [d["id"] for d in rules["buckets"][0]["datasets"]] == ["aia_0094", "mms1_fgm_brst_l2", "goes16_xrsf_l2_flx1s"]
     assert (default_cdk_out / asset / "hc_registry" / "handler.py").exists()

@@ -22,10 +22,9 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 DATASET = "aia_0094"
-CADENCE = timedelta(minutes=4)
 
 
 def fits_mean(datakey: str) -> float:
@@ -51,15 +50,17 @@ def find_files(bucket: str, start: str, stop: str, dataset: str = DATASET):
     return catalog.request_cloud_catalog(dataset, start_date=start, stop_date=stop)
 
 
-def connect(endpoints: dict | None = None):
-    """The Daskhub's gateway (no arguments: JupyterHub configures it), or the sandbox's."""
+def connect(endpoints: dict | None = None, user: str = "alice"):
+    """The Daskhub's gateway (no arguments: JupyterHub configures it), or the sandbox's, with that
+    demo user's hub token from its endpoints.json."""
     from dask_gateway import Gateway
-    from dask_gateway.auth import BasicAuth
+    from dask_gateway.auth import JupyterHubAuth
 
     if not endpoints:
         return Gateway()
     gw = endpoints["dask_gateway"]
-    return Gateway(gw["address"], proxy_address=gw["proxy_address"], auth=BasicAuth("researcher", gw["password"]))
+    return Gateway(gw["address"], proxy_address=gw["proxy_address"],
+                   auth=JupyterHubAuth(api_token=endpoints["users"][user]["hub_token"]))
 
 
 def burst(datakeys, *, gateway=None, worker_cores: int = 4, worker_memory: int = 4, maximum: int = 50) -> list[float]:
@@ -79,35 +80,19 @@ def burst(datakeys, *, gateway=None, worker_cores: int = 4, worker_memory: int =
         cluster.shutdown()
 
 
-def sample_image(when: datetime, index: int):
-    """A small but real AIA-like FITS file: a 64×64 float32 image with a known mean."""
-    import numpy as np
-    from astropy.io import fits
-
-    rng = np.random.default_rng(index)
-    image = (rng.random((64, 64), dtype=np.float32) * 100 + index % 997).astype(np.float32)
-    header = fits.Header({"TELESCOP": "SDO/AIA", "INSTRUME": "AIA_4", "WAVELNTH": 94,
-                          "DATE-OBS": when.strftime("%Y-%m-%dT%H:%M:%S.000"), "BUNIT": "DN"})
-    buffer = io.BytesIO()
-    fits.PrimaryHDU(image, header=header).writeto(buffer)
-    return buffer.getvalue(), float(image.mean(dtype=np.float64))
-
-
-def aia_key(when: datetime) -> str:
-    """The aia_0094 layout: sdo/aia/YYYYMMDD/0094/sdo_aia_h2_YYYYMMDDTHHMMSS_0094_v1.fits."""
-    return f"sdo/aia/{when:%Y%m%d}/0094/sdo_aia_h2_{when:%Y%m%dT%H%M%S}_0094_v1.fits"
-
-
 def upload_samples(bucket: str, count: int, first: datetime, *, threads: int = 8) -> dict[str, float]:
-    """Upload ``count`` sample images at the 4-minute cadence; returns {datakey: true mean}."""
+    """Upload ``count`` sample images at the 4-minute cadence; returns {datakey: true mean}.
+    The images are the sandbox's own samples (heliocloud.sandbox.samples): --upload runs from the repo."""
     from concurrent.futures import ThreadPoolExecutor
 
     import boto3
 
+    from heliocloud.sandbox.samples import AIA_CADENCE, aia_key, sample_image
+
     s3 = boto3.client("s3")
 
     def put(index: int) -> tuple[str, float]:
-        when = first + index * CADENCE
+        when = first + index * AIA_CADENCE
         body, mean = sample_image(when, index)
         key = aia_key(when)
         s3.put_object(Bucket=bucket, Key=key, Body=body)

@@ -27,6 +27,7 @@ class Sandbox:
     aws_url: str
     region: str = "us-east-1"
     endpoints: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)   # per-part settings of this run
     stopping: threading.Event = field(default_factory=threading.Event)
     _processes: list[subprocess.Popen] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)

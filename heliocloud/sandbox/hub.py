@@ -13,8 +13,15 @@ shipped wiring rather than a copy of it:
 * ``hub.services``: ``c.JupyterHub.services``, name = key, with an API token generated per service,
   as the chart generates them into its ``hub`` secret.
 
-Not rendered: ``hub.extraConfig`` (its one entry reads the Cognito client secret), the chart's
-idle culler, and anything of ``singleuser`` (notebooks spawn as local processes here).
+* ``singleuser.profileList``, ``image``, ``defaultUrl`` and ``extraEnv``: the profiles and
+  environment of ``heliocloud.sandbox.spawner.ProfileLocalSpawner`` (notebooks are local
+  processes in the HelioCloud environment); ``notebook_env`` replaces what only makes sense in
+  the cluster (in-cluster addresses of the gateway) and adds the sandbox's S3;
+* ``cull``: jupyterhub-idle-culler as a hub service with the chart's own command line and role.
+
+Not rendered: ``hub.extraConfig`` (its one entry reads the Cognito client secret from a file the
+init container writes; ``authenticator_secrets`` come through the environment instead), and the
+Kubernetes-only parts of ``singleuser`` (storage, service account, node placement).
 
 The hub's database, cookie secret, proxy pid file and log live in the given workdir. Tokens
 reach the hub process through its environment, never through the config file or the log.
@@ -32,14 +39,27 @@ from pathlib import Path
 
 import requests
 
-from heliocloud.sandbox.moto import OWN_PROCESS_GROUP, free_port, stop_process, wait_for_http
+from heliocloud.sandbox.moto import (
+    OWN_PROCESS_GROUP,
+    free_port,
+    stop_process,
+    wait_for_http,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 # A hub service of the local hub only (not in the chart): it creates users and mints their tokens.
 ADMIN_SERVICE = "heliocloud-admin"
-ADMIN_SCOPES = ["admin:users", "tokens"]
+# endpoints.json hands its token out as the sandbox's admin API token: users, their tokens, servers.
+ADMIN_SCOPES = ["admin:users", "admin:servers", "tokens"]
 _TOKENS_ENV = "HELIOCLOUD_HUB_SERVICE_TOKENS"
+_SECRETS_ENV = "HELIOCLOUD_HUB_AUTHENTICATOR_SECRETS"
+# The HelioCloud environment notebooks run in (helm/images/requirements.txt, installed by `make
+# setup`); without it, the hub's own environment (enough for jupyterhub-singleuser-less tests).
+RESEARCHER_ENV = REPO / ".venv-researcher"
+IDLE_CULLER = "jupyterhub-idle-culler"
+# The chart's cull.* defaults where our values leave a key unset.
+_CULL_DEFAULTS = {"users": False, "adminUsers": True, "removeNamedServers": False, "concurrency": 10}
 # JupyterHub's short names of authenticators (its entry points), and the config section of each.
 _AUTHENTICATOR_SECTIONS = {
     "dummy": "DummyAuthenticator",
@@ -64,11 +84,15 @@ c.ConfigurableHTTPProxy.command = [{chp!r}]
 c.ConfigurableHTTPProxy.pid_file = {proxy_pid_file!r}
 c.JupyterHub.db_url = {db_url!r}
 c.JupyterHub.cookie_secret_file = {cookie_secret_file!r}
-c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.JupyterHub.spawner_class = "heliocloud.sandbox.spawner.ProfileLocalSpawner"
 c.JupyterHub.log_level = "INFO"
 
-# hub.config
+# hub.config, then singleuser as the spawner's config
 {sections}
+# What hub.extraConfig reads from the init container's file, from the environment here.
+for _section, _traits in json.loads(os.environ.get({secrets_env!r}, "{{}}")).items():
+    for _trait, _value in _traits.items():
+        setattr(c[_section], _trait, _value)
 
 # hub.loadRoles, then the local admin service's role
 c.JupyterHub.load_roles = {load_roles!r}
@@ -88,8 +112,14 @@ class LocalHub:
     """
 
     def __init__(self, values: dict, *, workdir: Path, authenticator: str = "dummy",
-                 authenticator_config: dict | None = None, service_urls: dict[str, str] | None = None):
+                 authenticator_config: dict | None = None, authenticator_secrets: dict | None = None,
+                 service_urls: dict[str, str] | None = None, notebook_env: dict[str, str] | None = None,
+                 cull: dict | None = None, port: int | None = None):
         self.values = values
+        self.authenticator_secrets = dict(authenticator_secrets or {})
+        self.notebook_env = dict(notebook_env or {})
+        # cull.* beyond the values (e.g. seconds instead of an hour, for a quick demo or test).
+        self.cull = {**_CULL_DEFAULTS, **(values.get("cull") or {}), **(cull or {})}
         self.workdir = Path(workdir)
         self.authenticator = authenticator
         self.password = secrets.token_urlsafe(16)
@@ -98,11 +128,12 @@ class LocalHub:
             else {"password": self.password, "allow_all": True} if authenticator == "dummy" else {}
         )
         self.service_urls = dict(service_urls or {})
-        self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
+        self.port, self.hub_port, self.proxy_api_port = port or free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # What services use, as the chart's http://hub:8081/hub/api: the hub itself, not the proxy.
         self.api_url = f"http://127.0.0.1:{self.hub_port}/hub/api"
-        self.service_tokens = {name: secrets.token_hex(32) for name in [*self._chart_services(), ADMIN_SERVICE]}
+        self.service_tokens = {name: secrets.token_hex(32)
+                               for name in [*self._chart_services(), ADMIN_SERVICE, IDLE_CULLER]}
         self.log_path = self.workdir / "jupyterhub.log"
         self.process: subprocess.Popen | None = None
 
@@ -124,12 +155,65 @@ class LocalHub:
         sections.setdefault("JupyterHub", {})["authenticator_class"] = _AUTHENTICATOR_CLASSES.get(
             self.authenticator, self.authenticator)
         sections[wanted_auth] = {**carried, **sections.get(wanted_auth, {}), **self.authenticator_config}
+        for section, traits in self.spawner_config().items():
+            sections[section] = {**sections.get(section, {}), **traits}
         return sections
+
+    def spawner_config(self) -> dict[str, dict]:
+        """singleuser as the local spawner's config (the chart renders it for KubeSpawner)."""
+        singleuser = self.values.get("singleuser", {}) or {}
+        image = singleuser.get("image") or {}
+        python_bin = RESEARCHER_ENV / "bin" if RESEARCHER_ENV.exists() else Path(sys.executable).parent
+        environment = {key: str(value) for key, value in (singleuser.get("extraEnv") or {}).items()}
+        environment.update(self.notebook_env)
+        # Notebooks, their terminals and `!pip` find the HelioCloud environment first.
+        environment.setdefault("PATH", os.pathsep.join([str(python_bin), "/usr/local/bin", "/usr/bin", "/bin"]))
+        hub_config = {}
+        if self.cull.get("enabled") and self.cull.get("timeout", 3600) < 600:
+            # Servers and the proxy report activity every 5 minutes by default: with a shorter cull
+            # timeout a busy server would look idle, so they report 4 times per timeout.
+            interval = max(5, int(self.cull["timeout"]) // 4)
+            environment["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(interval)
+            hub_config["JupyterHub"] = {"last_activity_interval": interval}
+        return {
+            **hub_config,
+            "Spawner": {
+                "cmd": [str(python_bin / "jupyterhub-singleuser")],
+                "environment": environment,
+                **({"default_url": singleuser["defaultUrl"]} if singleuser.get("defaultUrl") else {}),
+                # A first JupyterLab start builds its settings and may take a while on a busy machine.
+                "start_timeout": 120, "http_timeout": 90,
+            },
+            "ProfileLocalSpawner": {
+                "profile_list": singleuser.get("profileList") or [],
+                "image": f"{image['name']}:{image['tag']}" if image else "",
+                "home_dir_template": str(self.workdir / "homes" / "{username}"),
+            },
+        }
+
+    def culler_command(self) -> list[str]:
+        """The chart's jupyterhub-idle-culler command line for these cull.* values."""
+        cull = self.cull
+        cmd = [sys.executable, "-m", "jupyterhub_idle_culler", f"--url={self.api_url}"]
+        cmd += [f"--{flag}={cull[key]}" for key, flag in
+                (("timeout", "timeout"), ("every", "cull-every"), ("concurrency", "concurrency")) if cull.get(key)]
+        cmd += ["--cull-users"] if cull["users"] else []
+        cmd += [] if cull["adminUsers"] else ["--cull-admin-users=false"]
+        cmd += ["--remove-named-servers"] if cull["removeNamedServers"] else []
+        cmd += [f"--max-age={cull['maxAge']}"] if cull.get("maxAge") else []
+        return cmd
+
+    def culler_role(self) -> dict:
+        scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+        return {"name": IDLE_CULLER, "scopes": scopes + (["admin:users"] if self.cull["users"] else []),
+                "services": [IDLE_CULLER]}
 
     def load_roles(self) -> list[dict]:
         roles = [{**role, "name": role.get("name", name)}
                  for name, role in (self.values.get("hub", {}).get("loadRoles", {}) or {}).items()]
         roles.append({"name": ADMIN_SERVICE, "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]})
+        if self.cull.get("enabled"):
+            roles.append(self.culler_role())
         return roles
 
     def services(self) -> list[dict]:
@@ -145,6 +229,8 @@ class LocalHub:
                 del entry["url"]
             services.append(entry)
         services.append({"name": ADMIN_SERVICE})
+        if self.cull.get("enabled"):
+            services.append({"name": IDLE_CULLER, "command": self.culler_command()})
         return services
 
     def config_file(self) -> Path:
@@ -158,7 +244,7 @@ class LocalHub:
             proxy_pid_file=str(self.workdir / "jupyterhub-proxy.pid"),
             db_url=f"sqlite:///{self.workdir / 'jupyterhub.sqlite'}",
             cookie_secret_file=str(self.workdir / "jupyterhub_cookie_secret"),
-            sections="\n".join(lines), load_roles=self.load_roles(), tokens_env=_TOKENS_ENV,
+            sections="\n".join(lines), secrets_env=_SECRETS_ENV, load_roles=self.load_roles(), tokens_env=_TOKENS_ENV,
             services=self.services(),
         ))
         return path
@@ -167,7 +253,8 @@ class LocalHub:
     def start(self) -> "LocalHub":
         if not CHP.exists():
             raise RuntimeError(f"{CHP} is missing: run `npm install` (make setup)")
-        env = {**os.environ, _TOKENS_ENV: json.dumps(self.service_tokens)}
+        env = {**os.environ, _TOKENS_ENV: json.dumps(self.service_tokens),
+               _SECRETS_ENV: json.dumps(self.authenticator_secrets)}
         # configurable-http-proxy is `#!/usr/bin/env node`; JupyterHub's own scripts sit beside Python.
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
         config = self.config_file()

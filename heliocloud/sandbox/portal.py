@@ -24,13 +24,13 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 import requests
 from botocore.exceptions import ClientError
-
 from hc_portal import api as portal_api
 from hc_portal import enforcer, events, ledger, reconcile
 from hc_portal import settings as portal_settings
 from hc_portal.launch import OWNER_TAG, PORTAL_TAG
 from hc_portal.store import Store
 from hc_portal.tables import ENV_VARS, TABLES, TTL_ATTRIBUTES
+
 from heliocloud.sandbox import Sandbox
 from heliocloud.sandbox.moto import free_port
 

@@ -30,6 +30,8 @@ def provision(*, s3, sqs, dynamodb, buckets: dict[str, BucketRules], table: str,
               max_receive_count: int = MAX_RECEIVE_COUNT, visibility_timeout: int = VISIBILITY_TIMEOUT) -> str:
     """Create the state table, the queue with its DLQ, and the buckets with S3→SQS notifications.
     Returns the queue URL."""
+    from hc_registry.indexer import NOTIFIED_EVENTS
+
     dynamodb.create_table(
         TableName=table, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
@@ -45,11 +47,13 @@ def provision(*, s3, sqs, dynamodb, buckets: dict[str, BucketRules], table: str,
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for rules in buckets.values():
         s3.create_bucket(Bucket=rules.name)
+        if rules.versioned:
+            s3.put_bucket_versioning(Bucket=rules.name, VersioningConfiguration={"Status": "Enabled"})
         if rules.requester_pays:
             s3.put_bucket_request_payment(Bucket=rules.name, RequestPaymentConfiguration={"Payer": "Requester"})
+        # The stack's events; moto accepts the lifecycle ones but never sends them (it runs no rules).
         s3.put_bucket_notification_configuration(Bucket=rules.name, NotificationConfiguration={
-            "QueueConfigurations": [{"Id": "registry", "QueueArn": queue_arn,
-                                     "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}],
+            "QueueConfigurations": [{"Id": "registry", "QueueArn": queue_arn, "Events": list(NOTIFIED_EVENTS)}],
         })
     return queue_url
 

@@ -12,21 +12,28 @@ from rich.table import Table
 from heliocloud.config import InstanceConfig
 from heliocloud.sandbox import Sandbox
 from heliocloud.sandbox import auth as auth_part
-from heliocloud.sandbox import gateway as gateway_part
+from heliocloud.sandbox import catalog_registry as catalog_registry_part
+from heliocloud.sandbox import daskhub as daskhub_part
 from heliocloud.sandbox import portal as portal_part
 from heliocloud.sandbox import registry as registry_part
+from heliocloud.sandbox import samples as samples_part
 from heliocloud.sandbox.moto import MotoServer
 
 # (component or None for always-on, start function), in start order.
 PARTS = [
     (None, auth_part.start),
     ("registry", registry_part.start),
-    ("daskhub", gateway_part.start),
+    ("registry", catalog_registry_part.start),
+    # The example notebooks' data, indexed before anyone signs in.
+    ("registry", samples_part.seed),
+    ("daskhub", daskhub_part.start),
     ("portal", portal_part.start),
 ]
 
 
-def run(config: InstanceConfig, state_dir: Path, *, port: int = 0, console: Console | None = None) -> None:
+def run(config: InstanceConfig, state_dir: Path, *, port: int = 0, console: Console | None = None,
+        options: dict | None = None) -> None:
+    """``options``: per-part settings of this run (``cull``: the hub's cull.* overrides)."""
     console = console or Console(stderr=True)
     # Absolute, because parts start servers in sub-folders of it (their own working directory).
     state_dir = state_dir.resolve()
@@ -43,11 +50,12 @@ def run(config: InstanceConfig, state_dir: Path, *, port: int = 0, console: Cons
     try:
         with console.status("starting moto server (the sandbox's AWS)"):
             moto.start()
-        sandbox = Sandbox(config=config, state_dir=state_dir, aws_url=moto.url, region=region)
+        sandbox = Sandbox(config=config, state_dir=state_dir, aws_url=moto.url, region=region, options=dict(options or {}))
         # The Lambda handlers run in this process, exactly as deployed: boto3 finds moto through
         # the standard environment variables.
         os.environ.update(sandbox.env)
-        sandbox.endpoints.update({"s3": moto.url, "aws": moto.url, "region": region, "portal": None, "gateway": None})
+        sandbox.endpoints.update({"s3": moto.url, "aws": moto.url, "region": region, "hub": None, "portal": None,
+                                  "gateway": None})
         for component, start in PARTS:
             if component is None or config.enabled(component):
                 with console.status(f"starting {start.__module__.rsplit('.', 1)[-1]}"):
@@ -69,6 +77,8 @@ def _summary(endpoints: dict, path: Path) -> Table:
     table = Table(title=f"HelioCloud sandbox endpoints ({path})")
     table.add_column("what")
     table.add_column("where")
+    hub = endpoints.get("hub") or {}
+    table.add_row("hub (start here)", hub.get("url") or "-")
     for key in ("portal", "gateway", "s3"):
         table.add_row(key, str(endpoints.get(key) or "-"))
     for name, user in endpoints.get("users", {}).items():

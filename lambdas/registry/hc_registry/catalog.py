@@ -129,13 +129,16 @@ def to_json(document: dict) -> bytes:
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def federation_document(buckets: Iterable[BucketRules], *, modified: str | None = None) -> dict:
-    """HelioDataRegistry.json: the endpoints other HelioClouds' clients discover (public buckets)."""
+def federation_document(buckets: Iterable[BucketRules], *, modified: str | None = None,
+                        public_only: bool = True) -> dict:
+    """HelioDataRegistry.json: the endpoints other HelioClouds' clients discover (public buckets).
+    ``public_only=False`` lists every bucket, for a registry only the instance's own users read
+    (the sandbox's)."""
     return {
         "version": CATALOG_VERSION,
         "modificationDate": modified or now_utc(),
         "registry": [
             {"endpoint": f"s3://{b.name}/", "name": b.title or b.name, "provider": "aws", "region": b.region}
-            for b in buckets if b.public
+            for b in buckets if b.public or not public_only
         ],
     }

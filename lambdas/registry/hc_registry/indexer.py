@@ -1,7 +1,8 @@
 """The indexer: one SQS batch of S3 events → exact CloudCatalog index files.
 
 Steps per batch: parse each message (a bad one is reported as a batch item failure, so SQS retries
-it and finally moves it to the dead-letter queue); keep the newest event per key; record the
+it and finally moves it to the dead-letter queue); keep the newest event per key; on a versioned
+bucket, ask S3 which version is current where that event deleted one version; record the
 changes in DynamoDB (newer-than-stored only, see ``state``); merge each touched partition's
 pending changes into its CSV under the partition lease; then rewrite catalog.json once under the
 bucket's catalog lease. S3 writes per batch are one per touched partition plus one catalog, never
@@ -12,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Iterable
+from enum import Enum
+from typing import Iterable, NamedTuple
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
@@ -30,9 +33,70 @@ class BadMessage(ValueError):
     """A message that is not an S3 event this indexer can use."""
 
 
-def parse_message(body: str, buckets: dict[str, BucketRules]) -> list[dict]:
-    """An SQS body → its S3 object events [{bucket, key, size, deleted, order}] ([] for the
-    s3:TestEvent that S3 sends when notifications are configured)."""
+class Effect(Enum):
+    """What an S3 event says about the object its key shows now (the key's current version)."""
+
+    CURRENT = "current"  # the object the event (or S3, asked) names is the current version: its row
+    NO_CURRENT = "no current"  # the key shows nothing (deleted, or a delete marker on top): no row
+    LOOK_UP = "look up"  # one version was deleted: only S3 knows which version is current now
+
+
+_REMOVALS = ("ObjectRemoved", "LifecycleExpiration")
+# The bucket notifications the indexer needs (stack and sandbox): every change of a key's current
+# version comes as one of these; lifecycle expirations are not ObjectRemoved events.
+NOTIFIED_EVENTS = tuple(f"s3:{kind}:*" for kind in ("ObjectCreated", *_REMOVALS))
+
+
+def event_effect(event_name: str, *, versioned: bool) -> Effect | None:
+    """An S3 event name → its effect on the key's current object; None for events that leave it
+    as it is (tagging, ACLs, restores, lifecycle transitions).
+
+    A created object goes on top of the key's versions. A removal, by a request or by a
+    lifecycle rule, deletes the object of an unversioned bucket. On a versioned bucket a
+    DeleteMarkerCreated puts a marker on top; any other removal deletes one version for good,
+    and the event names that version but not whether it was current: it may have been a
+    noncurrent version (nothing changes), the current one (the version below shows) or a delete
+    marker (the version below shows again)."""
+    kind, _, detail = event_name.partition(":")
+    if kind == "ObjectCreated":
+        return Effect.CURRENT
+    if kind not in _REMOVALS:
+        return None
+    if versioned and detail != "DeleteMarkerCreated":
+        return Effect.LOOK_UP
+    return Effect.NO_CURRENT
+
+
+class ObjectEvent(NamedTuple):
+    """One S3 event of a data key: its effect, the size of the object it shows, its order."""
+
+    bucket: str
+    key: str
+    size: int
+    order: str
+    effect: Effect
+
+    def with_current_size(self, size: int | None) -> ObjectEvent:
+        """This LOOK_UP event settled by S3's answer: the current version's size (None when the
+        key shows nothing). The event keeps its own order: S3 answered after the event, so the
+        answer is at least as new, and any later event still orders after it."""
+        if size is None:
+            return self._replace(effect=Effect.NO_CURRENT, size=0)
+        return self._replace(effect=Effect.CURRENT, size=size)
+
+
+def current_version_size(listing: dict, key: str) -> int | None:
+    """The size of ``key``'s current version in a ListObjectVersions response for ``Prefix=key``,
+    or None when the key shows nothing (a delete marker on top, or no version left)."""
+    for version in listing.get("Versions", []):
+        if version["Key"] == key and version["IsLatest"]:
+            return int(version["Size"])
+    return None
+
+
+def parse_message(body: str, buckets: dict[str, BucketRules]) -> list[ObjectEvent]:
+    """An SQS body → its S3 object events ([] for the s3:TestEvent that S3 sends when
+    notifications are configured)."""
     try:
         message = json.loads(body)
     except (TypeError, ValueError) as exc:
@@ -57,24 +121,26 @@ def parse_message(body: str, buckets: dict[str, BucketRules]) -> list[dict]:
             raise BadMessage(f"malformed S3 record: {exc!r}") from None
         if bucket not in buckets:
             raise BadMessage(f"bucket {bucket!r} is not a registry bucket")
-        if not name.startswith(("ObjectCreated:", "ObjectRemoved:")):
-            continue
-        events.append({"bucket": bucket, "key": key, "size": size, "order": order,
-                       "deleted": name.startswith("ObjectRemoved:")})
+        effect = event_effect(name, versioned=buckets[bucket].versioned)
+        if effect is not None:
+            events.append(ObjectEvent(bucket, key, size, order, effect))
     return events
 
 
-def to_change(rules: BucketRules, event: dict) -> Change | None:
-    """An S3 event → the change it makes to one partition (None for the index's own objects)."""
-    classified = rules.classify(event["key"], event["size"])
+def to_change(rules: BucketRules, event: ObjectEvent) -> Change:
+    """An S3 event of a data key, looked up already → the change it makes to one partition."""
+    if event.effect is Effect.LOOK_UP:
+        raise ValueError(f"{event.key}: look the current version up before recording the event")
+    deleted = event.effect is Effect.NO_CURRENT
+    classified = rules.classify(event.key, event.size)
     if classified is None:
-        return None
+        raise ValueError(f"{event.key} is one of the registry's index objects, not data")
     if isinstance(classified, Parsed):
         row = classified.row
-        return Change(rules.name, classified.partition, event["key"], event["order"], event["deleted"],
+        return Change(rules.name, classified.partition, event.key, event.order, deleted,
                       (row.start, row.stop, row.datakey, str(row.filesize)))
     assert isinstance(classified, Reject)
-    return Change(rules.name, REJECTS_PARTITION, event["key"], event["order"], event["deleted"],
+    return Change(rules.name, REJECTS_PARTITION, event.key, event.order, deleted,
                   (classified.key, classified.reason, str(classified.filesize)))
 
 
@@ -112,11 +178,12 @@ class Indexer:
         return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(failed)]}
 
     def record(self, messages: list[dict]) -> tuple[set[str], dict[tuple[str, str], set[str]]]:
-        """Step 1: parse the messages and record their changes (durably, with dirty markers).
+        """Step 1: parse the messages, keep the newest event per key, look up the current version
+        where that event cannot tell it, and record the changes (durably, with dirty markers).
         Returns the ids of messages that failed, and {(bucket, partition): message ids} touched."""
         failed: set[str] = set()
-        touching: dict[tuple[str, str], set[str]] = {}
-        newest: dict[tuple[str, str], Change] = {}
+        newest: dict[tuple[str, str], ObjectEvent] = {}
+        senders: dict[tuple[str, str], set[str]] = {}
         for message in messages:
             message_id = message.get("messageId", "")
             try:
@@ -125,24 +192,45 @@ class Indexer:
                 log.warning("message %s reported as failed: %s", message_id, exc)
                 failed.add(message_id)
                 continue
-            for item in events:
-                change = to_change(self.buckets[item["bucket"]], item)
-                if change is None:
-                    continue
-                touching.setdefault((change.bucket, change.partition), set()).add(message_id)
-                held = newest.get((change.bucket, change.key))
-                if held is None or change.order > held.order:
-                    newest[(change.bucket, change.key)] = change
+            for event in events:
+                if self.buckets[event.bucket].is_index_object(event.key):
+                    continue  # the registry's own writes: never looked up, never indexed
+                ident = (event.bucket, event.key)
+                senders.setdefault(ident, set()).add(message_id)
+                held = newest.get(ident)
+                if held is None or event.order > held.order:
+                    newest[ident] = event
+        lookups = sum(1 for e in newest.values() if e.effect is Effect.LOOK_UP)
         try:
-            self.store.apply(newest.values())
+            changes = [to_change(self.buckets[e.bucket], e) for e in self.look_up(list(newest.values()))]
+            self.store.apply(changes)
         except Exception:  # noqa: BLE001 - every message with a change is retried as a whole
             log.exception("recording %d changes failed", len(newest))
-            failed |= {m for ids in touching.values() for m in ids}
+            failed |= {m for ids in senders.values() for m in ids}
             return failed, {}
-        rejects = sum(1 for c in newest.values() if c.partition == REJECTS_PARTITION)
-        log.info("recorded %d changes (%d rejects) from %d messages (%d failed)",
-                 len(newest), rejects, len(messages), len(failed))
+        touching: dict[tuple[str, str], set[str]] = {}
+        for change in changes:
+            touching.setdefault((change.bucket, change.partition), set()).update(senders[(change.bucket, change.key)])
+        rejects = sum(1 for c in changes if c.partition == REJECTS_PARTITION)
+        log.info("recorded %d changes (%d rejects, %d current versions looked up) from %d messages (%d failed)",
+                 len(changes), rejects, lookups, len(messages), len(failed))
         return failed, touching
+
+    def look_up(self, events: list[ObjectEvent], *, workers: int = 8) -> list[ObjectEvent]:
+        """Settle each LOOK_UP event with one ListObjectVersions of its key (in parallel); the
+        others pass unchanged. Only versioned buckets have LOOK_UP events."""
+        pending = [e for e in events if e.effect is Effect.LOOK_UP]
+        if not pending:
+            return events
+        with ThreadPoolExecutor(max_workers=min(workers, len(pending))) as pool:
+            sizes = dict(zip(pending, pool.map(self.current_size_in_s3, pending)))
+        return [e.with_current_size(sizes[e]) if e in sizes else e for e in events]
+
+    def current_size_in_s3(self, event: ObjectEvent) -> int | None:
+        # S3 lists a key's versions and markers newest first, and no key under the prefix sorts
+        # before the key itself: the first entry is the key's current version or marker.
+        listing = self.s3.list_object_versions(Bucket=event.bucket, Prefix=event.key, MaxKeys=1)
+        return current_version_size(listing, event.key)
 
     def publish(self, touching: dict[tuple[str, str], set[str]], *, deadline: float | None = None) -> set[str]:
         """Step 2: merge each touched partition's pending changes into its CSV, then rewrite each

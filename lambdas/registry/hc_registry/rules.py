@@ -152,13 +152,15 @@ def _parse(match: re.Match, groups: list[str], fmt: str) -> datetime:
 
 @dataclass(frozen=True)
 class BucketRules:
-    """The rules of one data bucket: its datasets, where its index lives, how it is shared."""
+    """The rules of one data bucket: its datasets, where its index lives, how it is shared, and
+    whether it keeps versions (then a removal may leave an older version showing)."""
 
     name: str
     datasets: tuple[Dataset, ...]
     index_prefix: str = "index/"
     public: bool = False
     requester_pays: bool = False
+    versioned: bool = False
     region: str = "us-east-1"
     title: str = ""
     description: str = ""
@@ -172,6 +174,7 @@ class BucketRules:
             index_prefix=spec.get("index_prefix", "index/"),
             public=spec.get("public", False),
             requester_pays=spec.get("requester_pays", False),
+            versioned=spec.get("versioning", False),
             region=region,
             title=spec.get("title") or spec["name"],
             description=spec.get("description", ""),

@@ -193,8 +193,8 @@ class HostedSignIn:
         signin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):   # sign-ins are not logged (the form carries passwords)
-                pass
+            def log_message(self, *args):
+                """Silent on purpose: request lines of the sign-in carry codes and form posts."""
 
             def _reply(self, status: int, body: str | bytes = b"", headers: dict | None = None):
                 data = body.encode() if isinstance(body, str) else body
